@@ -1,0 +1,146 @@
+"""Sessions and steps of a store: the metadata operations that the kernel, the command line and
+the Jupyter server extension share. Metadata only; nothing here unpickles a value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .records import (
+    POINTER_PREFIX,
+    RECORD_PREFIX,
+    SESSION_PREFIX,
+    SessionDoc,
+    StepPointer,
+    StepRecord,
+    pointer_key,
+    pointer_prefix,
+    record_key,
+    session_key,
+)
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+class Catalog:
+    """The sessions and steps recorded in one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # sessions -------------------------------------------------------------------------------
+    def sessions(self) -> list[SessionDoc]:
+        """Every session of the store, oldest first."""
+        docs = (self.store.get_json(k) for k in self.store.keys(SESSION_PREFIX))
+        found = [SessionDoc.from_doc(d) for d in docs if d is not None]
+        return sorted(found, key=lambda s: (s.created, s.name))
+
+    def session(self, name: str) -> SessionDoc | None:
+        """One session, or None when it has no record yet."""
+        doc = self.store.get_json(session_key(name))
+        return None if doc is None else SessionDoc.from_doc(doc)
+
+    def claim_seq(self, session: str, notebook: str | None) -> int:
+        """The next position in the session's order, creating the session on first use."""
+        seq = 0
+
+        def bump(doc: dict[str, Any] | None) -> dict[str, Any]:
+            nonlocal seq
+            current = SessionDoc.from_doc(doc) if doc else SessionDoc(
+                name=session, notebook=notebook, created=time.time())
+            seq = current.next_seq
+            current.next_seq += 1
+            return current.to_doc()
+
+        self.store.update_json(session_key(session), bump)
+        return seq
+
+    # steps ----------------------------------------------------------------------------------
+    def steps(self, session: str) -> list[StepPointer]:
+        """The session's steps in order of first appearance."""
+        docs = (self.store.get_json(k) for k in self.store.keys(pointer_prefix(session)))
+        found = [StepPointer.from_doc(d) for d in docs if d is not None]
+        return sorted(found, key=lambda p: (p.seq, p.started))
+
+    def pointer(self, session: str, step: str) -> StepPointer | None:
+        """A step's latest state."""
+        doc = self.store.get_json(pointer_key(session, step))
+        return None if doc is None else StepPointer.from_doc(doc)
+
+    def update_pointer(self, session: str, step: str,
+                       change: Callable[[StepPointer | None], StepPointer | None],
+                       ) -> StepPointer | None:
+        """Atomically read, change and write a step's pointer (None deletes it)."""
+
+        def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            new = change(None if doc is None else StepPointer.from_doc(doc))
+            return None if new is None else new.to_doc()
+
+        result = self.store.update_json(pointer_key(session, step), apply)
+        return None if result is None else StepPointer.from_doc(result)
+
+    def record(self, step_key: str) -> StepRecord | None:
+        """The record of one version of a step; DamagedRecordError if it fails verification."""
+        doc = self.store.get_json(record_key(step_key), signed=True)
+        return None if doc is None else StepRecord.from_doc(doc)
+
+    def put_record(self, record: StepRecord) -> None:
+        """Write a record (signed: it decides what replay restores)."""
+        self.store.put_json(record_key(record.key), record.to_doc(), sign=True)
+
+    # management -----------------------------------------------------------------------------
+    def invalidate(self, session: str, step: str) -> bool:
+        """Make the next run of a step execute: drop its records. False if there is no such step."""
+        dropped: list[str] = []
+
+        def clear(ptr: StepPointer | None) -> StepPointer | None:
+            if ptr is None:
+                return None
+            dropped.extend(ptr.keys)
+            ptr.state, ptr.key, ptr.keys, ptr.outputs = "invalidated", None, [], {}
+            return ptr
+
+        found = self.update_pointer(session, step, clear) is not None
+        for key in dropped:
+            self.store.delete(record_key(key))
+        return found
+
+    def invalidate_all(self, session: str) -> int:
+        """Invalidate every step of a session; returns how many."""
+        return sum(self.invalidate(session, p.step) for p in self.steps(session))
+
+    def reset(self, session: str) -> int:
+        """Drop a session's records, pointers and order; returns how many steps it had."""
+        steps = self.steps(session)
+        for ptr in steps:
+            for key in ptr.keys:
+                self.store.delete(record_key(key))
+            self.store.delete(pointer_key(session, ptr.step))
+        self.store.delete(session_key(session))
+        return len(steps)
+
+    def live_records(self) -> set[str]:
+        """Record keys that some session's pointer still references."""
+        live: set[str] = set()
+        for key in self.store.keys(POINTER_PREFIX):
+            doc = self.store.get_json(key)
+            if doc is not None:
+                live.update(StepPointer.from_doc(doc).keys)
+        return live
+
+    def all_records(self) -> list[str]:
+        """Every record key in the store (step keys, without the prefix)."""
+        return [k[len(RECORD_PREFIX):] for k in self.store.keys(RECORD_PREFIX)]
+
+    def record_digests(self, step_key: str) -> set[str]:
+        """Value digests a record references (unverified read: used by garbage collection)."""
+        doc = self.store.get_json(record_key(step_key))
+        if doc is None:
+            return set()
+        record = StepRecord.from_doc(doc)
+        refs = [entry.get("ref") for entry in record.outputs.values()]
+        refs += [record.value.get("ref") if record.value else None, record.events]
+        return {ref["digest"] for ref in refs if ref}

@@ -1,0 +1,418 @@
+"""A step run: find the record of this version of a step and replay it, or execute and save.
+
+The engine works on a plain namespace dict and never imports IPython, so it runs in unit tests
+and in any host; ``magics.py`` and ``transformer.py`` adapt it to IPython. Whatever goes wrong
+inside the engine becomes a warning and the cell runs as a plain cell: the cache may lose a
+record, never the user's work.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+
+import psutil
+
+from . import analysis, capture, fingerprint, keys, locate
+from .catalog import Catalog
+from .errors import (
+    DamagedRecordError,
+    DamagedStoreWarning,
+    InternalWarning,
+    KittehError,
+    StoreWriteWarning,
+    UnpicklableError,
+    UnpicklableWarning,
+)
+from .lineage import Lineage
+from .records import OutputEntry, StepPointer, StepRecord, ValueRef
+from .status import HOST, human_seconds
+from .store import Store
+
+_IPYTHON_NAMES = re.compile(r"^(_|__|___|_\d+|_i|_ii|_iii|_i\d+|_oh|_ih|_dh|In|Out|exit|quit|"
+                            r"get_ipython|_kitteh_\w*)$")
+
+
+def is_hidden(name: str) -> bool:
+    """Names that belong to IPython or kitteh_magic rather than to the user.
+
+    >>> [n for n in ["df", "_", "_12", "_i3", "Out", "__name__", "_kitteh_run", "_tmp"]
+    ...  if is_hidden(n)]
+    ['_', '_12', '_i3', 'Out', '__name__', '_kitteh_run']
+    """
+    return bool(_IPYTHON_NAMES.match(name)) or (name.startswith("__") and name.endswith("__"))
+
+
+def type_name(value: object) -> str:
+    """Qualified type name, as warnings and status show it."""
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__name__
+
+
+@dataclass
+class StepSpec:
+    """What the user asked for: one cell to run as a durable step."""
+
+    source: str
+    """The cell body after IPython's input transformation (plain Python)."""
+    name: str | None = None
+    cell_id: str | None = None
+    mode: str = "durable"
+    force: bool = False
+
+
+class Engine:
+    """Durable steps of one kernel: a namespace, a store and a session.
+
+    Args:
+        namespace: the user's namespace (IPython's ``user_ns``).
+        display_pub: IPython's display publisher (None outside IPython).
+        hidden: names that are not the user's (IPython's history variables...).
+        store_dir: the store; default from ``locate.store_dir``.
+        session: the session name; default from the notebook path.
+    """
+
+    def __init__(self, namespace: dict[str, Any], *, display_pub: Any | None = None,
+                 hidden: Callable[[str], bool] = is_hidden, store_dir: Path | None = None,
+                 session: str | None = None) -> None:
+        self.namespace = namespace
+        self.display_pub = display_pub
+        self.hidden = hidden
+        self.notebook = locate.notebook_path(namespace)
+        self.store_dir = store_dir or locate.store_dir(self.notebook)
+        self.session = session or locate.session_name(self.notebook, self.store_dir)
+        self.lineage = Lineage()
+        self.cell_id: str | None = None
+        self.default_mode = "durable"
+        self.auto = False
+        """Whether ``%durable on`` is in force."""
+        self._store: Store | None = None
+        self._proc_start = psutil.Process().create_time()
+
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use (a notebook that never runs a step creates nothing)."""
+        if self._store is None:
+            self._store = Store(self.store_dir)
+        return self._store
+
+    @property
+    def catalog(self) -> Catalog:
+        """Metadata operations over the store."""
+        return Catalog(self.store)
+
+    def close(self) -> None:
+        """Flush and close the store."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def step(self, spec: StepSpec) -> StepRun:
+        """Prepare a run of one step (see :class:`StepRun`)."""
+        return StepRun(self, spec)
+
+    def cell_step(self, source: str) -> StepRun:
+        """A run of a whole cell with the notebook-wide defaults (``%durable on``)."""
+        return self.step(StepSpec(source=source, mode=self.default_mode))
+
+    def run(self, spec: StepSpec, execute: Callable[[], Any]) -> Any:
+        """Replay the step if its record exists, else execute it and save what it produced.
+
+        Returns the value of the cell's last expression (executed or replayed).
+        """
+        run = self.step(spec)
+        if run.replay():
+            return run.value
+        with run:
+            run.value = execute()
+        return run.value
+
+    # lineage --------------------------------------------------------------------------------
+    def note_plain_cell(self, source: str) -> None:
+        """A plain cell ran: names it touched (and globals of functions it called) lose tokens."""
+        try:
+            touched = set(analysis.referenced_names(analysis.parse(source)))
+        except SyntaxError:
+            return
+        for name in list(touched):
+            value = self.namespace.get(name)
+            if value is not None and fingerprint.is_notebook_object(value):
+                touched |= fingerprint.global_reads(value)
+        self.lineage.drop(touched)
+
+    def input_fingerprint(self, name: str, value: object) -> str:
+        """Fingerprint of one input: a lineage token when possible, else by content.
+
+        A value that cannot be fingerprinted (a generator, a connection) is keyed by its
+        identity: the step replays while the same object is in the namespace, and runs again
+        after a restart (when that object is necessarily new).
+        """
+        token = self.lineage.get(name, value)
+        if token is not None:
+            return "t:" + token
+        if isinstance(value, ModuleType):
+            return "m:" + fingerprint.module_token(value)
+        if fingerprint.is_notebook_object(value):
+            return "c:" + fingerprint.code_fingerprint(value)
+        try:
+            return "v:" + fingerprint.fingerprint(value)
+        except fingerprint.Unfingerprintable:
+            return f"id:{type_name(value)}:{id(value)}"
+
+    def inputs(self, facts: analysis.CellAnalysis) -> dict[str, str]:
+        """Fingerprints of the names a step reads and of the globals its notebook functions read."""
+        todo = sorted(facts.reads | facts.calls | facts.mutates)
+        found: dict[str, str] = {}
+        while todo:
+            name = todo.pop()
+            if name in found or self.hidden(name) or name not in self.namespace:
+                continue
+            value = self.namespace[name]
+            found[name] = self.input_fingerprint(name, value)
+            if fingerprint.is_notebook_object(value):
+                todo.extend(sorted(fingerprint.global_reads(value) - found.keys()))
+        return found
+
+    # status helpers ---------------------------------------------------------------------------
+    def warn(self, category: type[Warning], message: str) -> None:
+        """Emit a kitteh_magic warning pointing at the user's cell, not at our internals."""
+        warnings.warn(message, category, stacklevel=2)
+
+
+class StepRun:
+    """One run of a step: ``replay()``, else ``with run: <body>`` executes and saves it.
+
+    The split lets the ``%%durable`` magic and the ``%durable on`` transformer share it: the
+    transformer generates ``if not run.replay(): with run: ...`` around the cell body.
+    """
+
+    def __init__(self, engine: Engine, spec: StepSpec) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.value: Any = None
+        self.key: str | None = None
+        self.name = spec.name or ""
+        self._facts: analysis.CellAnalysis | None = None
+        self._inputs: dict[str, str] = {}
+        self._capture: capture.Capture | None = None
+        self._before: dict[str, int] = {}
+        self._started = 0.0
+
+    # lookup and replay ------------------------------------------------------------------------
+    def replay(self) -> bool:
+        """Compute the step's key and restore its record if there is one. True when replayed."""
+        engine = self.engine
+        try:
+            facts = self._facts = analysis.analyse(analysis.parse(self.spec.source))
+            self.name = self.spec.name or _default_name(self.spec.cell_id or engine.cell_id,
+                                                        facts.normalized)
+            self._inputs = engine.inputs(facts)
+            self.key = keys.step_key(engine.session, facts.normalized, self._inputs)
+            if self.spec.force:
+                return False
+            record = engine.catalog.record(self.key)
+            if record is None:
+                return False
+            if not record.complete:
+                return False
+            return self._restore(record)
+        except DamagedRecordError as err:
+            engine.warn(DamagedStoreWarning, f"step {self.name!r}: {err}; it will run again and "
+                        "its record will be rewritten.")
+        except Exception as err:  # never let the cache break the cell
+            self.key = None
+            engine.warn(InternalWarning, f"kitteh_magic could not look up step {self.name!r} "
+                        f"({type(err).__name__}: {err}); it runs as a plain cell.")
+        return False
+
+    def _restore(self, record: StepRecord) -> bool:
+        engine, store = self.engine, self.engine.store
+        started = time.perf_counter()
+        # Load everything before touching the namespace, so a damaged value leaves it untouched.
+        ns = engine.namespace
+        values = {name: store.get_value(_ref(entry), namespace=ns)
+                  for name, entry in record.outputs.items()}
+        value = store.get_value(_ref(record.value), namespace=ns) if record.value else None
+        events = store.get_value(record.events) if record.events else []
+        for name in record.deleted:
+            engine.namespace.pop(name, None)
+        engine.namespace.update(values)
+        for name, entry in record.outputs.items():
+            engine.lineage.set(name, entry["token"], values[name])
+        self.value = value
+        _publish_marker(engine, self.name, record)
+        capture.replay(events, engine.display_pub)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+
+        def replayed(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or self._new_pointer()
+            ptr.state, ptr.last, ptr.key = "done", "replayed", record.key
+            ptr.replays += 1
+            ptr.saved += max(record.duration - elapsed, 0.0)
+            ptr.duration, ptr.size, ptr.activities = record.duration, record.size, record.activities
+            ptr.inputs, ptr.finished, ptr.error = dict(record.inputs), time.time(), None
+            ptr.outputs = {n: e["token"] for n, e in record.outputs.items()}
+            if record.key not in ptr.keys:
+                ptr.keys.append(record.key)
+            ptr.cell_id = self.spec.cell_id or engine.cell_id or ptr.cell_id
+            return ptr
+
+        engine.catalog.update_pointer(engine.session, self.name, replayed)
+        return True
+
+    # execution ---------------------------------------------------------------------------------
+    def __enter__(self) -> StepRun:
+        engine = self.engine
+        self._before = {k: id(v) for k, v in engine.namespace.items() if not engine.hidden(k)}
+        self._started = time.time()
+        if self.key is not None:
+            try:
+                self._mark_running()
+            except Exception as err:
+                self.key = None
+                engine.warn(StoreWriteWarning, f"step {self.name!r} will not be saved: the store "
+                            f"could not be written ({type(err).__name__}: {err}).")
+        self._capture = capture.Capture(engine.display_pub, capture.inline_figure_flusher())
+        self._capture.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._capture is not None
+        self._capture.__exit__(exc_type, exc, tb)
+        if self.key is None:
+            return
+        duration = time.time() - self._started
+        try:
+            if exc is None:
+                self._save(duration)
+            else:
+                self._mark_failed(exc, duration)
+        except Exception as err:
+            self.engine.warn(StoreWriteWarning, f"step {self.name!r} ran but could not be saved "
+                             f"({type(err).__name__}: {err}); it will run again next time.")
+
+    def _new_pointer(self) -> StepPointer:
+        engine = self.engine
+        seq = engine.catalog.claim_seq(engine.session, engine.notebook)
+        return StepPointer(session=engine.session, step=self.name, seq=seq)
+
+    def _mark_running(self) -> None:
+        engine = self.engine
+        existing = engine.catalog.pointer(engine.session, self.name)
+        fresh = None if existing else self._new_pointer()
+
+        def running(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or fresh or self._new_pointer()
+            ptr.state, ptr.started, ptr.error = "running", self._started, None
+            ptr.pid, ptr.host, ptr.proc_start = os.getpid(), HOST, engine._proc_start
+            ptr.cell_id = self.spec.cell_id or engine.cell_id or ptr.cell_id
+            return ptr
+
+        engine.catalog.update_pointer(engine.session, self.name, running)
+
+    def _mark_failed(self, exc: BaseException, duration: float) -> None:
+        def failed(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or self._new_pointer()
+            ptr.state, ptr.last, ptr.duration = "failed", "executed", duration
+            ptr.runs += 1
+            ptr.finished, ptr.error = time.time(), f"{type(exc).__name__}: {exc}"
+            return ptr
+
+        self.engine.catalog.update_pointer(self.engine.session, self.name, failed)
+
+    def _outputs(self) -> tuple[list[str], list[str]]:
+        """Names the step bound or mutated, and names it deleted."""
+        engine, facts = self.engine, self._facts
+        assert facts is not None
+        ns = engine.namespace
+        changed = {k for k, v in ns.items()
+                   if not engine.hidden(k) and self._before.get(k) != id(v)}
+        touched = (facts.binds | facts.mutates | facts.global_writes) & ns.keys()
+        bound = sorted(n for n in changed | touched if not engine.hidden(n))
+        deleted = sorted(k for k in self._before if k not in ns)
+        return bound, deleted
+
+    def _entry(self, name: str, value: object, unsaved: dict[str, str]) -> dict[str, Any]:
+        assert self.key is not None
+        ref: ValueRef | None = None
+        try:
+            ref = dict(self.engine.store.put_value(value, namespace=self.engine.namespace))
+        except UnpicklableError as err:
+            unsaved[name] = err.type_name
+            self.engine.warn(UnpicklableWarning, (
+                f"step {self.name!r}: cannot save {name!r} ({type_name(value)}): {err.cause}. "
+                "The step will run again when replayed; %durable restore brings back its "
+                "other outputs."))
+        return OutputEntry(ref=ref, token=keys.value_token(self.key, name), type=type_name(value),
+                           size=ref["size"] if ref else 0).to_doc()
+
+    def _save(self, duration: float) -> None:
+        engine, key = self.engine, self.key
+        assert key is not None and self._capture is not None
+        bound, deleted = self._outputs()
+        unsaved: dict[str, str] = {}
+        outputs = {name: self._entry(name, engine.namespace[name], unsaved) for name in bound}
+        value = None if self.value is None else self._entry("__value__", self.value, unsaved)
+        try:
+            events: ValueRef | None = dict(engine.store.put_value(self._capture.events))
+        except UnpicklableError:
+            events = None
+        size = sum(e["size"] for e in outputs.values()) + (value["size"] if value else 0)
+        record = StepRecord(
+            key=key, session=engine.session, step=self.name, code=self.spec.source,
+            mode=self.spec.mode, cell_id=self.spec.cell_id or engine.cell_id,
+            inputs=self._inputs, outputs=outputs, deleted=deleted, value=value, events=events,
+            complete=not unsaved, unsaved=unsaved, started=self._started, finished=time.time(),
+            duration=duration, size=size)
+        engine.catalog.put_record(record)
+
+        def done(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or self._new_pointer()
+            ptr.state, ptr.last, ptr.key = "done", "executed", key
+            ptr.runs += 1
+            ptr.duration, ptr.size, ptr.finished = duration, size, record.finished
+            ptr.inputs, ptr.error = dict(self._inputs), None
+            ptr.outputs = {n: e["token"] for n, e in outputs.items()}
+            if key not in ptr.keys:
+                ptr.keys.append(key)
+            return ptr
+
+        engine.catalog.update_pointer(engine.session, self.name, done)
+        for name, entry in outputs.items():
+            engine.lineage.set(name, entry["token"], engine.namespace[name])
+
+
+def _ref(entry: dict[str, Any] | None) -> ValueRef:
+    if entry is None or entry.get("ref") is None:
+        raise KittehError("output has no saved value")
+    ref: ValueRef = entry["ref"]
+    return ref
+
+
+def _default_name(cell_id: str | None, normalized: str) -> str:
+    """A step without a name is named by its cell, else by its code."""
+    if cell_id:
+        return f"cell-{cell_id[:8]}"
+    return f"step-{keys.code_digest(normalized)[:8]}"
+
+
+def _publish_marker(engine: Engine, name: str, record: StepRecord) -> None:
+    """Say, above the replayed output, that it was replayed and what that saved."""
+    text = f"↻ replayed step {name!r} (ran {human_seconds(record.duration)}, skipped)"
+    if engine.display_pub is None:
+        print(text)
+        return
+    html = (f'<div class="kitteh-replayed" style="font-size:85%;opacity:0.7">↻ replayed step '
+            f"<b>{escape(name)}</b> · saved {human_seconds(record.duration)}</div>")
+    engine.display_pub.publish({"text/plain": text, "text/html": html},
+                               {"kitteh_magic": {"replayed": True, "step": name,
+                                                "saved": record.duration}})

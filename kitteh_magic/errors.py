@@ -1,0 +1,75 @@
+"""The error and warning families of kitteh_magic.
+
+Errors are for a wrong program or a request that cannot be honoured; warnings are for degraded
+durability (the cell still ran, but something could not be saved or trusted). Every message names
+the thing, what was expected, what was found and what to do.
+"""
+
+from __future__ import annotations
+
+
+class KittehError(Exception):
+    """Base class of every error kitteh_magic raises on purpose."""
+
+
+class StoreError(KittehError):
+    """The store cannot be opened or written (permissions, disk full, foreign directory)."""
+
+
+class DamagedRecordError(KittehError):
+    """A record failed its checksum, signature or format check; callers treat it as a miss.
+
+    Attributes:
+        key: the store key of the record.
+        reason: short machine-readable cause: ``truncated``, ``checksum``, ``signature``,
+            ``format``, ``version`` or ``missing-blob``.
+    """
+
+    def __init__(self, key: str, reason: str, detail: str = "") -> None:
+        self.key = key
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"record {key!r} is damaged ({reason}){': ' + detail if detail else ''}")
+
+    def __reduce__(self) -> tuple[type[DamagedRecordError], tuple[str, str, str]]:
+        return (type(self), (self.key, self.reason, self.detail))
+
+
+class UnpicklableError(KittehError):
+    """A value could not be serialised; ``type_name`` says what it was."""
+
+    def __init__(self, type_name: str, cause: str) -> None:
+        self.type_name = type_name
+        self.cause = cause
+        super().__init__(f"cannot pickle a {type_name}: {cause}")
+
+    def __reduce__(self) -> tuple[type[UnpicklableError], tuple[str, str]]:
+        return (type(self), (self.type_name, self.cause))
+
+
+class NondeterminismError(KittehError):
+    """Replay met a different call than the journal recorded (see the activities design)."""
+
+
+class IncompleteEffectError(KittehError):
+    """An effect was started but never finished; replay will not run it twice on its own."""
+
+
+class KittehWarning(UserWarning):
+    """Base class of the warnings kitteh_magic emits when durability is degraded."""
+
+
+class UnpicklableWarning(KittehWarning):
+    """An output could not be saved; the step will re-execute on replay."""
+
+
+class DamagedStoreWarning(KittehWarning):
+    """A record was damaged, foreign or tampered with; it was ignored and will be recomputed."""
+
+
+class StoreWriteWarning(KittehWarning):
+    """Saving a step failed (disk full, permissions); the cell's result is unaffected."""
+
+
+class InternalWarning(KittehWarning):
+    """kitteh_magic itself failed; the cell ran as a plain cell so nothing was lost."""

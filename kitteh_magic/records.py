@@ -1,0 +1,162 @@
+"""The metadata schema: JSON documents that describe sessions and steps.
+
+These documents are what status, the command line and the Jupyter server extension read. They are
+plain JSON (never unpickled), so a process without the signing key can show them. Values are
+referenced by ``ValueRef`` and live elsewhere in the store.
+
+Keys (all begin with the store's format prefix ``km1/``):
+
+* ``km1/ses/<session>``: :class:`SessionDoc`, one per session;
+* ``km1/ptr/<session>/<step>``: :class:`StepPointer`, a step's latest state in its session;
+* ``km1/rec/<step key>``: :class:`StepRecord`, what one version of a step left (signed).
+
+Session and step names are percent-encoded in keys, so a session named by a path cannot collide
+with another session's prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self, TypeAlias
+from urllib.parse import quote
+
+KEY_PREFIX = "km1/"
+SESSION_PREFIX = KEY_PREFIX + "ses/"
+POINTER_PREFIX = KEY_PREFIX + "ptr/"
+RECORD_PREFIX = KEY_PREFIX + "rec/"
+
+ValueRef: TypeAlias = dict[str, Any]
+"""``{"digest": str, "size": int, "kind": "inline" | "blob", "type": str}`` (see ``store``)."""
+
+State = Literal["running", "done", "failed", "invalidated"]
+"""States written by a kernel. Status derives more: replayed, stale, interrupted."""
+
+
+def _quote(name: str) -> str:
+    return quote(name, safe="")
+
+
+def session_key(session: str) -> str:
+    """Key of a session document.
+
+    >>> session_key("sub/analysis.ipynb")
+    'km1/ses/sub%2Fanalysis.ipynb'
+    """
+    return SESSION_PREFIX + _quote(session)
+
+
+def pointer_prefix(session: str) -> str:
+    """Prefix of every step pointer of a session."""
+    return POINTER_PREFIX + _quote(session) + "/"
+
+
+def pointer_key(session: str, step: str) -> str:
+    """Key of one step's pointer.
+
+    >>> pointer_key("a.ipynb", "load data")
+    'km1/ptr/a.ipynb/load%20data'
+    """
+    return pointer_prefix(session) + _quote(step)
+
+
+def record_key(step_key: str) -> str:
+    """Key of the record of one version of a step."""
+    return RECORD_PREFIX + step_key
+
+
+class _Doc:
+    """JSON round trip shared by the documents; unknown fields are ignored (newer writers)."""
+
+    def to_doc(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+@dataclass
+class SessionDoc(_Doc):
+    """A session: one durable execution of a notebook."""
+
+    name: str
+    notebook: str | None = None
+    created: float = 0.0
+    next_seq: int = 0
+    """Order of first appearance of steps; `restore` follows it (notebook order on Run All)."""
+
+
+@dataclass
+class OutputEntry(_Doc):
+    """One name a step produced."""
+
+    ref: ValueRef | None
+    """Where the value is; None when it could not be saved (see ``StepRecord.unsaved``)."""
+    token: str
+    type: str
+    size: int = 0
+
+
+@dataclass
+class StepRecord(_Doc):
+    """What one version of a step left: enough to replay it without running it."""
+
+    key: str
+    session: str
+    step: str
+    code: str
+    mode: str = "durable"
+    cell_id: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """name -> OutputEntry document."""
+    deleted: list[str] = field(default_factory=list)
+    value: dict[str, Any] | None = None
+    """OutputEntry document of the last expression's value, if any."""
+    events: ValueRef | None = None
+    """Captured stdout/stderr/display events, a pickled list."""
+    complete: bool = True
+    """False when an output could not be saved: replay then re-executes the body."""
+    unsaved: dict[str, str] = field(default_factory=dict)
+    """name -> type of outputs that could not be saved."""
+    started: float = 0.0
+    finished: float = 0.0
+    duration: float = 0.0
+    size: int = 0
+    activities: int = 0
+
+
+@dataclass
+class StepPointer(_Doc):
+    """A step's latest state in its session: what status and the sidebar show."""
+
+    session: str
+    step: str
+    seq: int = 0
+    state: State = "running"
+    key: str | None = None
+    """The record key of the version that ran or replayed last."""
+    keys: list[str] = field(default_factory=list)
+    """Every record key this step has in the session (so invalidate can drop them all)."""
+    cell_id: str | None = None
+    last: Literal["executed", "replayed", ""] = ""
+    runs: int = 0
+    replays: int = 0
+    saved: float = 0.0
+    """Seconds of execution that replays avoided, summed."""
+    duration: float = 0.0
+    size: int = 0
+    activities: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+    pid: int = 0
+    host: str = ""
+    proc_start: float = 0.0
+    """Start time of the process that runs it: with pid, tells a dead kernel from a reused pid."""
+    error: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    """Input fingerprints of the latest version (status derives 'stale' from them)."""
+    outputs: dict[str, str] = field(default_factory=dict)
+    """name -> lineage token of the latest version's outputs."""

@@ -1,0 +1,154 @@
+"""Headless notebook runs: every code cell a durable step, a progress bar, resume after a death.
+
+nbclient executes the notebook in a fresh kernel started beside it with ``JPY_SESSION_NAME`` set
+to the notebook's path, so the run uses the same session JupyterLab would. Cells run under
+``%durable on``; each execute request carries the cell's id, as JupyterLab sends it, so steps are
+named by cell and the sidebar finds them. When the kernel dies the runner starts a new one and
+runs the notebook again from the top: finished steps replay in milliseconds, so this resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+SETUP = "%load_ext kitteh_magic\n%durable on"
+
+
+@dataclass
+class RunSummary:
+    """What a run did, cell by cell."""
+
+    executed: int = 0
+    replayed: int = 0
+    plain: int = 0
+    saved: float = 0.0
+    restarts: int = 0
+    seconds: float = 0.0
+    failed: str | None = None
+    steps: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        from .status import human_seconds
+
+        text = (f"{self.executed} steps executed, {self.replayed} replayed "
+                f"({human_seconds(self.saved)} saved), {self.plain} plain cells, "
+                f"{self.restarts} kernel restarts, {human_seconds(self.seconds)} in all")
+        return text + (f"\nfailed: {self.failed}" if self.failed else "")
+
+
+class _Client(NotebookClient):
+    """nbclient with cell ids in execute requests and a hook per finished cell."""
+
+    def __init__(self, nb: Any, summary: RunSummary, progress: Any, **kwargs: Any) -> None:
+        super().__init__(nb, **kwargs)
+        self._summary = summary
+        self._progress = progress
+        self._cell_id: str | None = None
+        self.on_cell_execute = self._before_cell
+        self.on_cell_executed = self._after_cell
+
+    def _before_cell(self, cell: Any, cell_index: int) -> None:
+        self._cell_id = cell.get("id")
+        if self._progress is not None:
+            self._progress.set_postfix_str(f"cell {cell_index + 1}", refresh=True)
+
+    def _after_cell(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
+        if cell_index == 0:  # the setup cell the runner added
+            return
+        marks = [o.get("metadata", {}).get("kitteh_magic", {}) for o in cell.outputs
+                 if o.get("output_type") == "display_data"]
+        replayed = next((m for m in marks if m.get("replayed")), None)
+        if replayed is not None:
+            self._summary.replayed += 1
+            self._summary.saved += float(replayed.get("saved", 0.0))
+        elif cell.source.lstrip().startswith("%") or cell.source.lstrip().startswith("!"):
+            self._summary.plain += 1
+        else:
+            self._summary.executed += 1
+        if self._progress is not None:
+            self._progress.update(1)
+
+    def start_new_kernel_client(self) -> Any:
+        client = super().start_new_kernel_client()
+        self._tag_requests(client)
+        return client
+
+    async def async_start_new_kernel_client(self) -> Any:
+        client = await super().async_start_new_kernel_client()
+        self._tag_requests(client)
+        return client
+
+    def _tag_requests(self, client: Any) -> None:
+        # jupyter_client's execute() takes no metadata; JupyterLab puts the cell id there, and
+        # ipykernel hands it to pre_run_cell. Adding it here makes headless steps carry the same
+        # names as steps run in JupyterLab.
+        session = client.session
+        original = session.msg
+
+        def msg(msg_type: str, content: Any = None, parent: Any = None, header: Any = None,
+                metadata: Any = None) -> Any:
+            if msg_type == "execute_request" and self._cell_id:
+                metadata = {**(metadata or {}), "cellId": self._cell_id}
+            return original(msg_type, content, parent, header, metadata)
+
+        session.msg = msg
+
+
+def run_notebook(path: Path, output: Path | None = None, session: str | None = None,
+                 max_restarts: int = 3, timeout: int | None = None,
+                 progress: bool = True) -> RunSummary:
+    """Execute a notebook with every code cell durable, resuming after kernel deaths."""
+    path = path.absolute()
+    summary = RunSummary()
+    started = time.perf_counter()
+    original = nbformat.read(path, as_version=4)
+    setup = SETUP + (f"\n%durable session {session}" if session else "")
+    env = {**os.environ, "JPY_SESSION_NAME": str(path)}
+    while True:
+        nb = nbformat.from_dict(original)
+        nb.cells.insert(0, nbformat.v4.new_code_cell(setup, id="kitteh-magic-setup"))
+        bar = _progress_bar(len(nb.cells), path.name, summary.restarts) if progress else None
+        attempt = RunSummary(restarts=summary.restarts)
+        client = _Client(nb, attempt, bar, timeout=timeout, kernel_name=_kernel_name(nb),
+                         resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute(env=env)
+            summary = attempt
+            break
+        except DeadKernelError:
+            if summary.restarts >= max_restarts:
+                attempt.failed = f"the kernel died and {max_restarts} restarts are used up"
+                summary = attempt
+                break
+            summary.restarts += 1
+        except CellExecutionError as err:
+            attempt.failed = str(err).strip().splitlines()[-1] if str(err).strip() else "error"
+            summary = attempt
+            break
+        finally:
+            if bar is not None:
+                bar.close()
+    nb.cells.pop(0)
+    summary.seconds = time.perf_counter() - started
+    if output is not None:
+        nbformat.write(nb, output)
+    return summary
+
+
+def _kernel_name(nb: Any) -> str:
+    return str(nb.metadata.get("kernelspec", {}).get("name") or "python3")
+
+
+def _progress_bar(total: int, name: str, restarts: int) -> Any:
+    from tqdm import tqdm
+
+    desc = name if not restarts else f"{name} (restart {restarts})"
+    return tqdm(total=total, desc=desc, unit="cell")

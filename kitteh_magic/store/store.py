@@ -1,0 +1,373 @@
+"""The store: values by content address, JSON metadata by key, in one private directory.
+
+Layout (see ARCHITECTURE.md)::
+
+    <store>/          0700
+      index/          diskcache (SQLite, WAL): JSON documents and small value frames
+      blobs/ab/<dg>   large value frames, immutable once renamed into place
+      tmp/            blob files being written
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+import diskcache
+
+from kitteh_magic import locate
+from kitteh_magic.errors import DamagedRecordError, StoreError
+from kitteh_magic.store.blobs import BlobFiles, Durability
+from kitteh_magic.store.frames import (
+    SignedDisk,
+    SignedDoc,
+    decode_json,
+    frame_parts,
+    open_frame,
+    pickle_value,
+)
+from kitteh_magic.store.notebook import restoring_into
+from kitteh_magic.store.signing import Signer
+
+STORE_FORMAT = 1
+KEY_PREFIX = "km1/"
+VALUE_PREFIX = KEY_PREFIX + "val/"
+TMP_MAX_AGE = 3600.0
+
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+_MISSING = object()
+# Damage that rewriting the same content repairs; the record is dropped so the next put_value
+# (which skips digests that exist) writes it again. "version" records belong to a newer writer.
+_DISCARD = frozenset({"truncated", "checksum", "format", "signature"})
+
+
+class ValueRef(TypedDict):
+    """Where a stored value is, as kept in step records (JSON)."""
+
+    digest: str
+    size: int
+    kind: Literal["inline", "blob"]
+    type: str
+
+
+def value_key(digest: str) -> str:
+    """The index key of a small value.
+
+    >>> value_key("0" * 32)
+    'km1/val/00000000000000000000000000000000'
+    """
+    return VALUE_PREFIX + digest
+
+
+class Store:
+    """A kitteh_magic store directory; safe to share between processes and threads."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, key_file: Path | None = None,
+                 inline_limit: int = 64 * 1024, verify_limit: int = 256 * 2**20,
+                 durability: Durability = "process") -> None:
+        """Open (creating if needed) the store in ``directory``.
+
+        Args:
+            directory: the store directory; created 0700.
+            key_file: the signing key (default :func:`kitteh_magic.locate.key_file`); read or
+                created only when a value or signed document is written or read.
+            inline_limit: values whose stream and buffers take at most this many bytes live in
+                the SQLite index; larger ones are blob files.
+            verify_limit: buffers of a value are checksummed on restore up to this many bytes;
+                above it only their sizes are checked, so restoring stays O(1).
+            durability: ``"process"`` (fsync in the background) or ``"machine"`` (fsync before
+                a blob is visible).
+
+        Raises:
+            StoreError: the directory cannot be created or written.
+        """
+        self.directory = Path(directory).expanduser().absolute()
+        self.inline_limit = inline_limit
+        self.verify_limit = verify_limit
+        self._signer = Signer(key_file if key_file is not None else locate.key_file())
+        try:
+            for path in (self.directory, self.directory / "index", self.directory / "blobs",
+                         self.directory / "tmp"):
+                _private_dir(path)
+            self._cache = diskcache.Cache(
+                str(self.directory / "index"), disk=SignedDisk, timeout=60,
+                # The store is not a cache: nothing may be evicted behind a record's back.
+                eviction_policy="none", cull_limit=0, statistics=False, tag_index=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the store {str(self.directory)!r}: {exc}. Choose a writable "
+                f"directory with ${locate.STORE_ENV}."
+            ) from exc
+        self._cache.disk.signer = self._signer
+        self._blobs = BlobFiles(self.directory / "blobs", self.directory / "tmp", durability)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.directory)!r})"
+
+    # -- values -------------------------------------------------------------------------------
+
+    def put_value(self, obj: object, *, namespace: dict[str, Any] | None = None) -> ValueRef:
+        """Save ``obj`` by content; a digest that is already stored writes nothing.
+
+        Functions whose globals are ``namespace`` are saved without them (see ``notebook.py``).
+
+        Raises:
+            UnpicklableError: ``obj`` cannot be pickled (names the offending type).
+            StoreError: writing failed; nothing half-written is left visible.
+        """
+        value = pickle_value(obj, namespace)
+        digest = value.digest
+        with self._failing("save value " + digest):
+            if value.payload_size <= self.inline_limit:
+                key = value_key(digest)
+                frame = self._cache.get(key, _MISSING, retry=True)
+                if not isinstance(frame, bytes):  # absent, or a foreign row to replace
+                    parts, _ = frame_parts(value, self._signer)
+                    frame = b"".join(parts)
+                    self._cache.set(key, frame, retry=True)
+                return ValueRef(digest=digest, size=len(frame), kind="inline", type=value.type_name)
+            path = self._blobs.path(digest)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                parts, _ = frame_parts(value, self._signer)
+                size = self._blobs.write(digest, parts)
+            return ValueRef(digest=digest, size=size, kind="blob", type=value.type_name)
+
+    def get_value(self, ref: Mapping[str, Any], *,
+                  namespace: dict[str, Any] | None = None) -> object:
+        """The value ``ref`` points to, verified before it is unpickled.
+
+        Notebook functions in it are bound to ``namespace`` (the one it is restored into).
+
+        Large arrays come back as ordinary writable arrays over a copy-on-write mapping of the
+        blob file (O(1), pages load on first touch).
+
+        Raises:
+            DamagedRecordError: the record is missing, truncated, altered, foreign or from a
+                newer format; a damaged record is dropped so that saving it again repairs it.
+        """
+        digest = _digest_of(ref)
+        try:
+            frame = self._open(digest, ref.get("kind") == "blob", verify_limit=self.verify_limit)
+        except DamagedRecordError as exc:
+            if exc.reason in _DISCARD:
+                with contextlib.suppress(StoreError):
+                    self._drop(digest)
+            raise
+        with restoring_into(namespace):
+            return pickle.loads(frame.stream, buffers=frame.buffers)
+
+    def has_value(self, ref: Mapping[str, Any]) -> bool:
+        """Whether the value of ``ref`` is stored (not verified)."""
+        digest = _digest_of(ref)
+        with self._failing("look up value " + digest):
+            return self._blobs.exists(digest) or value_key(digest) in self._cache
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def get_json(self, key: str, *, signed: bool = False) -> dict[str, Any] | None:
+        """The JSON document at ``key``, or ``None``.
+
+        Args:
+            key: a key starting with ``km1/``.
+            signed: require a valid signature (written by ``put_json(sign=True)``). Without it
+                the document is returned without touching the key, signed or not.
+
+        Raises:
+            DamagedRecordError: not a JSON document, or a bad or missing signature.
+        """
+        with self._failing("read " + key):
+            raw = self._cache.get(key, _MISSING, retry=True)
+        if raw is _MISSING:
+            return None
+        return decode_json(key, raw, self._signer if signed else None)
+
+    def put_json(self, key: str, doc: Mapping[str, Any], *, sign: bool = False) -> None:
+        """Store ``doc`` (JSON-serialisable) at ``key``, signed when ``sign``."""
+        with self._failing("write " + key):
+            self._cache.set(key, SignedDoc(doc) if sign else doc, retry=True)
+
+    def update_json(self, key: str,
+                    fn: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+                    ) -> dict[str, Any] | None:
+        """Atomically replace the document at ``key`` by ``fn(current)`` across processes.
+
+        ``fn`` may run while other writers wait, so keep it short; it returns ``None`` to delete
+        the key. The new document is stored unsigned. Returns what ``fn`` returned.
+        """
+        with self._failing("update " + key), self._cache.transact(retry=True):
+            raw = self._cache.get(key, _MISSING)
+            new = fn(None if raw is _MISSING else decode_json(key, raw, None))
+            if new is None:
+                self._cache.delete(key)
+            else:
+                self._cache.set(key, new)
+        return new
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (a document or a small value); absent keys are fine."""
+        with self._failing("delete " + key):
+            self._cache.delete(key, retry=True)
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix``, sorted (an index range scan in SQLite)."""
+        with self._failing("list " + prefix):
+            return list(self._range(prefix))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group index writes (small values, documents) into one SQLite commit.
+
+        A commit costs tens of microseconds on its own; a step that saves several outputs, its
+        record and its pointer pays it once. Other writers wait meanwhile, so keep it short.
+        """
+        with self._failing("write a transaction"), self._cache.transact(retry=True):
+            yield
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def collect(self, live_digests: set[str]) -> int:
+        """Delete values whose digest is not in ``live_digests`` and stale temporary files.
+
+        Returns:
+            The bytes freed.
+        """
+        freed = 0
+        with self._failing("collect garbage"):
+            dead = [key for key in self._range(VALUE_PREFIX)
+                    if key[len(VALUE_PREFIX):] not in live_digests]
+            for key in dead:
+                with self._cache.transact(retry=True):
+                    size = self._value_bytes(key)
+                    if self._cache.delete(key):
+                        freed += size
+            for digest, _ in list(self._blobs.entries()):
+                if digest not in live_digests:
+                    freed += self._blobs.remove(digest)
+            freed += self._blobs.sweep_tmp(TMP_MAX_AGE)
+        return freed
+
+    def values_size(self) -> int:
+        """Bytes used by values, small (index rows) and large (blob files)."""
+        with self._failing("measure values"):
+            inline = self._value_bytes(None)
+            return inline + sum(size for _, size in self._blobs.entries())
+
+    def verify_all(self) -> list[DamagedRecordError]:
+        """Check every value fully (buffers included, whatever their size); report, not repair."""
+        damaged: list[DamagedRecordError] = []
+        with self._failing("verify values"):
+            digests = [(key[len(VALUE_PREFIX):], False) for key in self._range(VALUE_PREFIX)]
+            digests += [(digest, True) for digest, _ in self._blobs.entries()]
+        for digest, blob in digests:
+            try:
+                self._open(digest, blob, verify_limit=None, fallback=False)
+            except DamagedRecordError as exc:
+                damaged.append(exc)
+        return damaged
+
+    def flush(self) -> None:
+        """Wait for pending background fsyncs of blob files."""
+        self._blobs.flush()
+
+    def close(self) -> None:
+        """Flush and release the SQLite connections; the store may be reopened later."""
+        self._blobs.close()
+        self._cache.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _open(self, digest: str, blob: bool, *, verify_limit: int | None,
+              fallback: bool = True) -> Any:
+        """Verify the frame of ``digest``, looking where the ref says first.
+
+        A value may live in either place: another process may have used another inline limit.
+        """
+        key = value_key(digest)
+        for in_blob in (blob, not blob) if fallback else (blob,):
+            if in_blob:
+                try:
+                    data = self._blobs.read(digest)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise DamagedRecordError(key, "missing-blob", f"unreadable: {exc}") from exc
+                return open_frame(data, key, digest, self._signer, verify_limit=verify_limit,
+                                  copy_buffers=False)
+            with self._failing("read " + key):
+                raw = self._cache.get(key, _MISSING, retry=True)
+            if raw is _MISSING:
+                continue
+            if not isinstance(raw, bytes):
+                raise DamagedRecordError(key, "format", "not a value frame")
+            # Frames from SQLite are immutable bytes; buffers are copied (they are small) so
+            # that restored arrays are writable like the originals.
+            return open_frame(memoryview(raw), key, digest, self._signer,
+                              verify_limit=verify_limit, copy_buffers=True)
+        raise DamagedRecordError(key, "missing-blob",
+                                 f"no blob file {str(self._blobs.path(digest))!r} and no index row")
+
+    def _drop(self, digest: str) -> None:
+        with self._failing("drop damaged value " + digest):
+            self._cache.delete(value_key(digest), retry=True)
+            self._blobs.remove(digest)
+
+    def _range(self, prefix: str) -> Iterator[str]:
+        # diskcache has no prefix query; its unique (key, raw) index makes this a range scan.
+        if prefix:
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            rows = self._cache._sql("SELECT key FROM Cache WHERE key >= ? AND key < ? AND raw = 1"
+                                    " ORDER BY key", (prefix, upper)).fetchall()
+        else:
+            rows = self._cache._sql("SELECT key FROM Cache WHERE raw = 1 ORDER BY key").fetchall()
+        return (key for (key,) in rows if isinstance(key, str))
+
+    def _value_bytes(self, key: str | None) -> int:
+        args: tuple[str, ...]
+        if key is None:
+            upper = VALUE_PREFIX[:-1] + chr(ord(VALUE_PREFIX[-1]) + 1)
+            sql, args = "key >= ? AND key < ?", (VALUE_PREFIX, upper)
+        else:
+            sql, args = "key = ?", (key,)
+        (size,), = self._cache._sql(
+            f"SELECT COALESCE(SUM(LENGTH(value)), 0) FROM Cache WHERE raw = 1 AND {sql}",
+            args).fetchall()
+        return int(size)
+
+    @contextlib.contextmanager
+    def _failing(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            raise StoreError(f"cannot {action} in the store {str(self.directory)!r}: {exc}. "
+                             "Check free space and permissions.") from exc
+
+
+def _digest_of(ref: Mapping[str, Any]) -> str:
+    digest = ref.get("digest")
+    # The digest becomes a file name: anything but 32 hex digits is refused before any I/O.
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise DamagedRecordError(f"{VALUE_PREFIX}{digest!r}", "format", "invalid value digest")
+    return digest
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        os.chmod(path, 0o700)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"{str(path)!r} is not writable")

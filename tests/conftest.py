@@ -1,0 +1,65 @@
+"""Shared fixtures: isolated stores and keys, and real kernels."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kernel import Kernel
+
+
+@pytest.fixture
+def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A signing key of the test's own, so no test touches the user's."""
+    path = tmp_path / "config" / "key"
+    monkeypatch.setenv("KITTEH_MAGIC_KEY_FILE", str(path))
+    return path
+
+
+@pytest.fixture
+def kernel_env(tmp_path: Path, key_file: Path) -> dict[str, str]:
+    """Environment of a kernel whose store and key live in the test's directory."""
+    return {
+        "KITTEH_MAGIC_DIR": str(tmp_path / "store"),
+        "KITTEH_MAGIC_KEY_FILE": str(key_file),
+        "PYTHONWARNINGS": "default",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
+
+
+@pytest.fixture
+def start_kernel(tmp_path: Path, kernel_env: dict[str, str]) -> Iterator[Callable[..., Kernel]]:
+    """Start kernels (with kitteh_magic loaded) that are shut down after the test."""
+    kernels: list[Kernel] = []
+
+    def start(load: bool = True, **env: str) -> Kernel:
+        kernel = Kernel(tmp_path, {**kernel_env, **env})
+        kernels.append(kernel)
+        if load:
+            kernel.ok("%load_ext kitteh_magic")
+        return kernel
+
+    yield start
+    for kernel in kernels:
+        kernel.shutdown()
+
+
+@pytest.fixture
+def kernel(start_kernel: Callable[..., Kernel]) -> Kernel:
+    """One kernel with kitteh_magic loaded."""
+    return start_kernel()
+
+
+@pytest.fixture
+def counter(tmp_path: Path) -> Callable[[str], str]:
+    """Code that appends to a file, so a test can count how often a cell body really ran."""
+    def code(name: str) -> str:
+        path = tmp_path / f"runs-{name}.txt"
+        return f"open({str(path)!r}, 'a').write('x')"
+    return code
+

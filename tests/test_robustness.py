@@ -1,0 +1,124 @@
+"""Crashes, several kernels, unsaveable values and damaged stores (DESIGN.md §4.6 to 4.9)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kernel import Kernel, runs
+
+pytestmark = pytest.mark.kernel
+
+
+def statuses(kernel: Kernel) -> dict[str, str]:
+    report = json.loads(kernel.ok("%durable status --json").stdout)
+    return {row["step"]: row["state"] for row in report["steps"]}
+
+
+def test_sigkill_mid_cell_then_resume(
+        kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
+    first = f"%%durable first\n{counter('first')}\nprepared = 'ready'\n"
+    slow = (f"%%durable slow\n{counter('slow')}\nimport time\n"
+            f"open({str(tmp_path / 'started')!r}, 'w').close()\ntime.sleep(60)\nslow_done = True\n")
+    kernel.ok(first)
+    msg = kernel.send(slow)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline, "the slow cell never started"
+        time.sleep(0.05)
+    kernel.kill()
+    del msg
+
+    kernel.restart()
+    kernel.ok("%load_ext kitteh_magic")
+    assert statuses(kernel) == {"first": "done", "slow": "interrupted"}
+    kernel.ok(first)
+    fast = slow.replace("time.sleep(60)", "time.sleep(0)")
+    kernel.ok(fast)
+    assert kernel.value("prepared") == "ready"
+    assert (runs(tmp_path, "first"), runs(tmp_path, "slow")) == (1, 2)
+    assert statuses(kernel) == {"first": "replayed", "slow": "done"}
+
+
+def test_two_kernels_share_a_store(start_kernel: Callable[..., Kernel], tmp_path: Path,
+                                   counter: Callable[[str], str]) -> None:
+    one, two = start_kernel(), start_kernel()
+    flag = tmp_path / "go"
+    wait = (f"%%durable waiting\n{counter('waiting')}\nimport os, time\n"
+            f"while not os.path.exists({str(flag)!r}): time.sleep(0.05)\nshared = 'from one'\n")
+    pending = one.send(wait)
+    deadline = time.monotonic() + 30
+    while statuses(two).get("waiting") != "running":
+        assert time.monotonic() < deadline, "kernel two never saw the step running"
+        time.sleep(0.1)
+    # Both kernels write at once: separate steps, one store.
+    for i in range(20):
+        two.ok(f"%%durable two-{i}\nvalue_{i} = list(range({i}))\n")
+    flag.touch()
+    one.collect(pending).raise_for_error()
+    assert statuses(two)["waiting"] == "done"
+    two.ok(wait)   # the same step in the other kernel replays one's record
+    assert two.value("shared") == "from one"
+    assert runs(tmp_path, "waiting") == 1
+    three = start_kernel()
+    three.ok("%durable restore")
+    assert three.value("value_19") == list(range(19))
+
+
+def test_unpicklable_value_is_named_and_the_step_reruns_on_replay(
+        kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
+    cell = (f"%%durable gen\n{counter('gen')}\nsquares = (i * i for i in range(5))\n"
+            "kept = [1, 2]\n")
+    first = kernel.ok(cell)
+    assert "squares" in first.stderr and "generator" in first.stderr
+    assert "UnpicklableWarning" in first.stderr
+    kernel.restart()
+    kernel.ok("%load_ext kitteh_magic")
+    kernel.ok(cell)
+    assert runs(tmp_path, "gen") == 2
+    assert kernel.value("sum(squares)") == 30
+    kernel.restart()
+    kernel.ok("%load_ext kitteh_magic")
+    restored = kernel.ok("%durable restore")
+    assert "'squares'" in restored.stdout and "not saved" in restored.stdout
+    assert kernel.value("kept") == [1, 2]
+
+
+def test_damaged_store_warns_and_recomputes(
+        kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
+    cell = f"%%durable data\n{counter('data')}\nnumbers = list(range(100))\n"
+    kernel.ok(cell)
+    kernel.restart()
+    # Flip bytes in every stored value frame: the records must be refused, not unpickled.
+    db = sqlite3.connect(tmp_path / "store" / "index" / "cache.db")
+    rows = db.execute("SELECT rowid, value FROM Cache WHERE key LIKE 'km1/val/%'").fetchall()
+    assert rows, "the step saved no value frames"
+    for rowid, value in rows:
+        damaged = bytearray(value)
+        damaged[-5] ^= 0xFF
+        db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(damaged), rowid))
+    db.commit()
+    db.close()
+    kernel.ok("%load_ext kitteh_magic")
+    result = kernel.ok(cell)
+    assert "DamagedStoreWarning" in result.stderr
+    assert runs(tmp_path, "data") == 2
+    assert kernel.value("sum(numbers)") == 4950
+    kernel.ok(cell)  # rewritten: replays cleanly now
+    assert runs(tmp_path, "data") == 2
+
+
+def test_store_that_cannot_be_written_never_breaks_the_cell(
+        start_kernel: Callable[..., Kernel], tmp_path: Path,
+        counter: Callable[[str], str]) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store should be")
+    kernel = start_kernel(KITTEH_MAGIC_DIR=str(blocker / "store"))
+    result = kernel.ok(f"%%durable x\n{counter('x')}\nanswer = 42\nanswer\n")
+    assert result.text == "42"
+    assert "KittehWarning" in result.stderr or "Warning" in result.stderr
+    assert kernel.value("answer") == 42
