@@ -8,6 +8,7 @@ record, never the user's work.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -167,9 +168,18 @@ class Engine:
         except fingerprint.Unfingerprintable:
             return f"id:{type_name(value)}:{id(value)}"
 
-    def inputs(self, facts: analysis.CellAnalysis) -> dict[str, str]:
-        """Fingerprints of the names a step reads and of the globals its notebook functions read."""
-        todo = sorted(facts.reads | facts.calls | facts.mutates)
+    def inputs(self, facts: analysis.CellAnalysis,
+               reached: set[str] | None = None) -> dict[str, str]:
+        """Fingerprints of the names a step reads and of the globals its notebook functions read.
+
+        Args:
+            facts: the cell's analysis.
+            reached: if given, collects the data globals (not functions, classes or modules)
+                that notebook functions read: the step may change them through those functions.
+        """
+        # ``reads`` holds every free name, callees and mutated names included; a name the cell
+        # binds before using it is not an input (else a re-run would depend on its own output).
+        todo = sorted(facts.reads)
         found: dict[str, str] = {}
         while todo:
             name = todo.pop()
@@ -178,8 +188,16 @@ class Engine:
             value = self.namespace[name]
             found[name] = self.input_fingerprint(name, value)
             if fingerprint.is_notebook_object(value):
-                todo.extend(sorted(fingerprint.global_reads(value) - found.keys()))
+                indirect = fingerprint.global_reads(value) - found.keys()
+                todo.extend(sorted(indirect))
+                if reached is not None:
+                    reached.update(n for n in indirect if self._is_data(n))
         return found
+
+    def _is_data(self, name: str) -> bool:
+        value = self.namespace.get(name)
+        return not (value is None or isinstance(value, ModuleType | type)
+                    or (callable(value) and fingerprint.is_notebook_object(value)))
 
     # status helpers ---------------------------------------------------------------------------
     def warn(self, category: type[Warning], message: str) -> None:
@@ -202,8 +220,11 @@ class StepRun:
         self.name = spec.name or ""
         self._facts: analysis.CellAnalysis | None = None
         self._inputs: dict[str, str] = {}
+        self._reached: set[str] = set()
+        """Data globals the step's notebook functions read (and so may mutate): outputs too."""
         self._capture: capture.Capture | None = None
         self._before: dict[str, int] = {}
+        self._reached_before: dict[str, str | None] = {}
         self._started = 0.0
 
     # lookup and replay ------------------------------------------------------------------------
@@ -214,7 +235,7 @@ class StepRun:
             facts = self._facts = analysis.analyse(analysis.parse(self.spec.source))
             self.name = self.spec.name or _default_name(self.spec.cell_id or engine.cell_id,
                                                         facts.normalized)
-            self._inputs = engine.inputs(facts)
+            self._inputs = engine.inputs(facts, self._reached)
             self.key = keys.step_key(engine.session, facts.normalized, self._inputs)
             if self.spec.force:
                 return False
@@ -272,6 +293,7 @@ class StepRun:
     def __enter__(self) -> StepRun:
         engine = self.engine
         self._before = {k: id(v) for k, v in engine.namespace.items() if not engine.hidden(k)}
+        self._reached_before = {n: _content(engine.namespace.get(n)) for n in self._reached}
         self._started = time.time()
         if self.key is not None:
             try:
@@ -297,8 +319,11 @@ class StepRun:
             else:
                 self._mark_failed(exc, duration)
         except Exception as err:
-            self.engine.warn(StoreWriteWarning, f"step {self.name!r} ran but could not be saved "
-                             f"({type(err).__name__}: {err}); it will run again next time.")
+            problem = f"could not be saved ({type(err).__name__}: {err})"
+            self.engine.warn(StoreWriteWarning, f"step {self.name!r} ran but {problem}; it will "
+                             "run again next time.")
+            with contextlib.suppress(Exception):
+                self._mark_unsaved(problem)
 
     def _new_pointer(self) -> StepPointer:
         engine = self.engine
@@ -319,6 +344,16 @@ class StepRun:
 
         engine.catalog.update_pointer(engine.session, self.name, running)
 
+    def _mark_unsaved(self, problem: str) -> None:
+        def unsaved(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or self._new_pointer()
+            ptr.state, ptr.last, ptr.error = "invalidated", "executed", problem
+            ptr.runs += 1
+            ptr.finished = time.time()
+            return ptr
+
+        self.engine.catalog.update_pointer(self.engine.session, self.name, unsaved)
+
     def _mark_failed(self, exc: BaseException, duration: float) -> None:
         def failed(ptr: StepPointer | None) -> StepPointer:
             ptr = ptr or self._new_pointer()
@@ -336,7 +371,11 @@ class StepRun:
         ns = engine.namespace
         changed = {k for k, v in ns.items()
                    if not engine.hidden(k) and self._before.get(k) != id(v)}
-        touched = (facts.binds | facts.mutates | facts.global_writes) & ns.keys()
+        # Globals that notebook functions read are outputs only if the step changed them: a
+        # read-only global kept as an output would make every re-run depend on its own output.
+        changed_reached = {n for n, before in self._reached_before.items()
+                           if n in ns and (before is None or _content(ns[n]) != before)}
+        touched = (facts.binds | facts.mutates | facts.global_writes | changed_reached) & ns.keys()
         bound = sorted(n for n in changed | touched if not engine.hidden(n))
         deleted = sorted(k for k in self._before if k not in ns)
         return bound, deleted
@@ -389,6 +428,14 @@ class StepRun:
         engine.catalog.update_pointer(engine.session, self.name, done)
         for name, entry in outputs.items():
             engine.lineage.set(name, entry["token"], engine.namespace[name])
+
+
+def _content(value: object) -> str | None:
+    """Content fingerprint, or None when the value has none (then it counts as changed)."""
+    try:
+        return fingerprint.fingerprint(value)
+    except fingerprint.Unfingerprintable:
+        return None
 
 
 def _ref(entry: dict[str, Any] | None) -> ValueRef:

@@ -49,7 +49,7 @@ def load(shell: Any) -> None:
     shell.events.register("pre_run_cell", ext.pre_run_cell)
     shell.user_ns[ENGINE_NAME] = ext.engine
     shell.user_ns_hidden[ENGINE_NAME] = ext.engine
-    warnings.filterwarnings("default", category=KittehWarning)
+    warnings.filterwarnings("always", category=KittehWarning)
     setattr(shell, _STATE_ATTR, ext)
 
 

@@ -132,7 +132,17 @@ class DurableMagics(Magics):
     def _execute(self, source: str, tree: Any) -> Any:
         """Execute a cell body the way IPython would: its AST transformers, then exec/eval."""
         shell = self.shell
-        tree = shell.transform_ast(tree)
+        # Other extensions' transformers apply; ours (``%durable on``) must not wrap the body of
+        # a step in a second step. IPython drops transformers that fail: keep that effect.
+        everything = shell.ast_transformers
+        others = [t for t in everything if not isinstance(t, DurableCells)]
+        shell.ast_transformers = others
+        try:
+            tree = shell.transform_ast(tree)
+        finally:
+            kept = shell.ast_transformers
+            shell.ast_transformers = [t for t in everything
+                                      if t in kept or isinstance(t, DurableCells)]
         module, last = analysis.split_last_expr(tree)
         filename = shell.compile.cache(source, shell.execution_count)
         namespace = shell.user_ns

@@ -69,7 +69,7 @@ class _Client(NotebookClient):
         if replayed is not None:
             self._summary.replayed += 1
             self._summary.saved += float(replayed.get("saved", 0.0))
-        elif cell.source.lstrip().startswith("%") or cell.source.lstrip().startswith("!"):
+        elif _is_plain(cell.source):
             self._summary.plain += 1
         else:
             self._summary.executed += 1
@@ -115,7 +115,8 @@ def run_notebook(path: Path, output: Path | None = None, session: str | None = N
     while True:
         nb = nbformat.from_dict(original)
         nb.cells.insert(0, nbformat.v4.new_code_cell(setup, id="kitteh-magic-setup"))
-        bar = _progress_bar(len(nb.cells), path.name, summary.restarts) if progress else None
+        code_cells = sum(1 for c in original.cells if c.cell_type == "code" and c.source.strip())
+        bar = _progress_bar(code_cells, path.name, summary.restarts) if progress else None
         attempt = RunSummary(restarts=summary.restarts)
         client = _Client(nb, attempt, bar, timeout=timeout, kernel_name=_kernel_name(nb),
                          resources={"metadata": {"path": str(path.parent)}})
@@ -141,6 +142,13 @@ def run_notebook(path: Path, output: Path | None = None, session: str | None = N
     if output is not None:
         nbformat.write(nb, output)
     return summary
+
+
+def _is_plain(source: str) -> bool:
+    """Cells with magics or shell escapes stay plain under ``%durable on`` (see transformer)."""
+    if source.lstrip().startswith("%%durable"):
+        return False
+    return any(line.lstrip().startswith(("%", "!")) for line in source.splitlines())
 
 
 def _kernel_name(nb: Any) -> str:

@@ -37,6 +37,15 @@ def test_code_edit_reruns_but_whitespace_and_comments_replay(nb, kernel: Kernel)
     assert kernel.value("x") == 3
 
 
+def test_a_step_that_uses_its_own_names_replays_in_the_same_kernel(nb, kernel: Kernel) -> None:  # type: ignore[no-untyped-def]
+    body = "import numpy as np\nvalues = np.arange(10)\nvalues.sort()\ntotal = int(values.sum())"
+    nb("own", body)
+    nb("own", body)
+    nb("own", body)
+    assert nb.counts("own") == (1,)
+    assert kernel.value("total") == 45
+
+
 def test_upstream_change_reruns_downstream_only(nb, kernel: Kernel) -> None:  # type: ignore[no-untyped-def]
     nb("src", "base = [1, 2, 3]")
     nb("other", "unrelated = 'u'")
@@ -116,3 +125,19 @@ def test_changes_survive_a_restart(nb, kernel: Kernel) -> None:  # type: ignore[
     nb("agg", "total = int(df['b'].sum())")
     assert nb.counts("load", "feat", "agg") == (1, 2, 2)
     assert kernel.value("total") == 1498500
+
+
+def test_a_global_mutated_by_a_helper_inside_a_step_is_restored(nb, kernel: Kernel) -> None:  # type: ignore[no-untyped-def]
+    kernel.ok("def remember(v):\n    seen.append(v)")
+    nb("init", "seen = []")
+    nb("add", "remember(7)")
+    nb("read", "count = len(seen)")
+    kernel.restart()
+    kernel.ok("%load_ext kitteh_magic")
+    kernel.ok("def remember(v):\n    seen.append(v)")
+    nb("init", "seen = []")
+    nb("add", "remember(7)")
+    nb("read", "count = len(seen)")
+    assert nb.counts("init", "add", "read") == (1, 1, 1)
+    assert kernel.value("seen") == [7]
+    assert kernel.value("count") == 1

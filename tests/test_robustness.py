@@ -122,3 +122,78 @@ def test_store_that_cannot_be_written_never_breaks_the_cell(
     assert result.text == "42"
     assert "KittehWarning" in result.stderr or "Warning" in result.stderr
     assert kernel.value("answer") == 42
+
+
+def test_records_signed_with_another_key_are_refused(
+        start_kernel: Callable[..., Kernel], tmp_path: Path,
+        counter: Callable[[str], str]) -> None:
+    cell = f"%%durable keyed\n{counter('keyed')}\nsecret = {{'a': 1}}\n"
+    first = start_kernel()
+    first.ok(cell)
+    first.shutdown()
+    other = start_kernel(KITTEH_MAGIC_KEY_FILE=str(tmp_path / "other-key"))
+    result = other.ok(cell)
+    assert "DamagedStoreWarning" in result.stderr and "signature" in result.stderr
+    assert runs(tmp_path, "keyed") == 2
+    assert other.value("secret") == {"a": 1}
+
+
+def _blob_files(store: Path) -> list[Path]:
+    return [p for p in (store / "blobs").rglob("*") if p.is_file()]
+
+
+def test_truncated_blob_warns_and_recomputes(
+        kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
+    cell = (f"%%durable array\n{counter('array')}\nimport numpy as np\n"
+            "wide = np.arange(500_000)\n")
+    kernel.ok(cell)
+    kernel.restart()
+    blobs = _blob_files(tmp_path / "store")
+    assert len(blobs) == 1
+    with open(blobs[0], "r+b") as blob:
+        blob.truncate(blobs[0].stat().st_size // 2)
+    kernel.ok("%load_ext kitteh_magic")
+    result = kernel.ok(cell)
+    assert "DamagedStoreWarning" in result.stderr and "truncated" in result.stderr
+    assert runs(tmp_path, "array") == 2
+    assert kernel.value("int(wide.sum())") == 124999750000
+
+
+def test_record_from_a_future_format_is_not_trusted(
+        kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
+    cell = f"%%durable future\n{counter('future')}\nanswer = 'now'\n"
+    kernel.ok(cell)
+    kernel.restart()
+    db = sqlite3.connect(tmp_path / "store" / "index" / "cache.db")
+    for rowid, value in db.execute(
+            "SELECT rowid, value FROM Cache WHERE key LIKE 'km1/val/%'").fetchall():
+        newer = bytearray(value)
+        newer[4] = 99   # the frame's format version byte
+        db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(newer), rowid))
+    db.commit()
+    db.close()
+    kernel.ok("%load_ext kitteh_magic")
+    result = kernel.ok(cell)
+    assert "DamagedStoreWarning" in result.stderr and "version" in result.stderr
+    assert runs(tmp_path, "future") == 2
+    assert kernel.value("answer") == "now"
+
+
+def test_disk_full_while_saving_keeps_the_result_and_saves_next_time(
+        kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
+    kernel.ok("%%durable warm-up\nready = True\n")
+    kernel.ok("import errno, os\nreal_write = os.write\n"
+              "def full(*args):\n    raise OSError(errno.ENOSPC, 'No space left on device')\n"
+              "os.write = full")
+    cell = (f"%%durable fill\n{counter('fill')}\nimport numpy as np\n"
+            "filled = np.ones(300_000)\nfloat(filled.sum())\n")
+    result = kernel.ok(cell)
+    assert result.text == "300000.0"
+    assert "StoreWriteWarning" in result.stderr and "No space left" in result.stderr
+    assert not [p for p in (tmp_path / "store" / "tmp").iterdir()]
+    states = statuses(kernel)
+    assert states["fill"] == "invalidated"
+    kernel.ok("os.write = real_write")
+    kernel.ok(cell)
+    kernel.ok(cell)
+    assert runs(tmp_path, "fill") == 2
