@@ -17,8 +17,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from . import analysis, maintenance, status
-from .engine import Engine, StepSpec
+from .engine import Engine
 from .restore import restore
+from .step import StepSpec
 from .transformer import DurableCells
 
 CELL_USAGE = ("Usage: %%durable [STEP] [--session S] [--mode durable|step] [--retries N]\n"

@@ -1,0 +1,305 @@
+"""One run of a durable step: replay its record, or execute it and save what it produced."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from html import escape
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import analysis, capture, fingerprint, keys
+from .errors import (
+    DamagedRecordError,
+    DamagedStoreWarning,
+    InternalWarning,
+    KittehError,
+    StoreWriteWarning,
+    UnpicklableError,
+    UnpicklableWarning,
+)
+from .records import OutputEntry, StepPointer, StepRecord, ValueRef
+from .status import HOST, human_seconds
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+def type_name(value: object) -> str:
+    """Qualified type name, as warnings and status show it."""
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__name__
+
+
+@dataclass
+class StepSpec:
+    """What the user asked for: one cell to run as a durable step."""
+
+    source: str
+    """The cell body after IPython's input transformation (plain Python)."""
+    name: str | None = None
+    cell_id: str | None = None
+    mode: str = "durable"
+    force: bool = False
+
+
+class StepRun:
+    """One run of a step: ``replay()``, else ``with run: <body>`` executes and saves it.
+
+    The split lets the ``%%durable`` magic and the ``%durable on`` transformer share it: the
+    transformer generates ``if not run.replay(): with run: ...`` around the cell body.
+    """
+
+    def __init__(self, engine: Engine, spec: StepSpec) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.value: Any = None
+        self.key: str | None = None
+        self.name = spec.name or ""
+        self._facts: analysis.CellAnalysis | None = None
+        self._inputs: dict[str, str] = {}
+        self._reached: set[str] = set()
+        """Data globals the step's notebook functions read (and so may mutate): outputs too."""
+        self._capture: capture.Capture | None = None
+        self._before: dict[str, int] = {}
+        self._reached_before: dict[str, str | None] = {}
+        self._started = 0.0
+
+    # lookup and replay ------------------------------------------------------------------------
+    def replay(self) -> bool:
+        """Compute the step's key and restore its record if there is one. True when replayed."""
+        engine = self.engine
+        try:
+            facts = self._facts = analysis.analyse(analysis.parse(self.spec.source))
+            self.name = self.spec.name or _default_name(self.spec.cell_id or engine.cell_id,
+                                                        facts.normalized)
+            self._inputs = engine.inputs(facts, self._reached)
+            self.key = keys.step_key(engine.session, facts.normalized, self._inputs)
+            if self.spec.force:
+                return False
+            record = engine.catalog.record(self.key)
+            if record is None:
+                return False
+            if not record.complete:
+                return False
+            return self._restore(record)
+        except DamagedRecordError as err:
+            engine.warn(DamagedStoreWarning, f"step {self.name!r}: {err}; it will run again and "
+                        "its record will be rewritten.")
+        except Exception as err:  # never let the cache break the cell
+            self.key = None
+            engine.warn(InternalWarning, f"kitteh_magic could not look up step {self.name!r} "
+                        f"({type(err).__name__}: {err}); it runs as a plain cell.")
+        return False
+
+    def _restore(self, record: StepRecord) -> bool:
+        engine, store = self.engine, self.engine.store
+        started = time.perf_counter()
+        # Load everything before touching the namespace, so a damaged value leaves it untouched.
+        ns = engine.namespace
+        values = {name: store.get_value(_ref(entry), namespace=ns)
+                  for name, entry in record.outputs.items()}
+        value = store.get_value(_ref(record.value), namespace=ns) if record.value else None
+        events = store.get_value(record.events) if record.events else []
+        for name in record.deleted:
+            engine.namespace.pop(name, None)
+        engine.namespace.update(values)
+        for name, entry in record.outputs.items():
+            engine.lineage.set(name, entry["token"], values[name])
+        self.value = value
+        _publish_marker(engine, self.name, record)
+        capture.replay(events, engine.display_pub)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+
+        def replayed(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or self._new_pointer()
+            ptr.state, ptr.last, ptr.key = "done", "replayed", record.key
+            ptr.replays += 1
+            ptr.saved += max(record.duration - elapsed, 0.0)
+            ptr.duration, ptr.size, ptr.activities = record.duration, record.size, record.activities
+            ptr.inputs, ptr.finished, ptr.error = dict(record.inputs), time.time(), None
+            ptr.outputs = {n: e["token"] for n, e in record.outputs.items()}
+            if record.key not in ptr.keys:
+                ptr.keys.append(record.key)
+            ptr.cell_id = self.spec.cell_id or engine.cell_id or ptr.cell_id
+            return ptr
+
+        engine.catalog.update_pointer(engine.session, self.name, replayed)
+        return True
+
+    # execution ---------------------------------------------------------------------------------
+    def __enter__(self) -> StepRun:
+        engine = self.engine
+        self._before = {k: id(v) for k, v in engine.namespace.items() if not engine.hidden(k)}
+        self._reached_before = {n: _content(engine.namespace.get(n)) for n in self._reached}
+        self._started = time.time()
+        if self.key is not None:
+            try:
+                self._mark_running()
+            except Exception as err:
+                self.key = None
+                engine.warn(StoreWriteWarning, f"step {self.name!r} will not be saved: the store "
+                            f"could not be written ({type(err).__name__}: {err}).")
+        self._capture = capture.Capture(engine.display_pub, capture.inline_figure_flusher())
+        self._capture.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._capture is not None
+        self._capture.__exit__(exc_type, exc, tb)
+        if self.key is None:
+            return
+        duration = time.time() - self._started
+        try:
+            if exc is None:
+                self._save(duration)
+            else:
+                self._mark_failed(exc, duration)
+        except Exception as err:
+            problem = f"could not be saved ({type(err).__name__}: {err})"
+            self.engine.warn(StoreWriteWarning, f"step {self.name!r} ran but {problem}; it will "
+                             "run again next time.")
+            with contextlib.suppress(Exception):
+                self._mark_unsaved(problem)
+
+    def _new_pointer(self) -> StepPointer:
+        engine = self.engine
+        seq = engine.catalog.claim_seq(engine.session, engine.notebook)
+        return StepPointer(session=engine.session, step=self.name, seq=seq)
+
+    def _mark_running(self) -> None:
+        engine = self.engine
+        existing = engine.catalog.pointer(engine.session, self.name)
+        fresh = None if existing else self._new_pointer()
+
+        def running(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or fresh or self._new_pointer()
+            ptr.state, ptr.started, ptr.error = "running", self._started, None
+            ptr.pid, ptr.host, ptr.proc_start = os.getpid(), HOST, engine._proc_start
+            ptr.cell_id = self.spec.cell_id or engine.cell_id or ptr.cell_id
+            return ptr
+
+        engine.catalog.update_pointer(engine.session, self.name, running)
+
+    def _mark_unsaved(self, problem: str) -> None:
+        def unsaved(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or self._new_pointer()
+            ptr.state, ptr.last, ptr.error = "invalidated", "executed", problem
+            ptr.runs += 1
+            ptr.finished = time.time()
+            return ptr
+
+        self.engine.catalog.update_pointer(self.engine.session, self.name, unsaved)
+
+    def _mark_failed(self, exc: BaseException, duration: float) -> None:
+        def failed(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or self._new_pointer()
+            ptr.state, ptr.last, ptr.duration = "failed", "executed", duration
+            ptr.runs += 1
+            ptr.finished, ptr.error = time.time(), f"{type(exc).__name__}: {exc}"
+            return ptr
+
+        self.engine.catalog.update_pointer(self.engine.session, self.name, failed)
+
+    def _outputs(self) -> tuple[list[str], list[str]]:
+        """Names the step bound or mutated, and names it deleted."""
+        engine, facts = self.engine, self._facts
+        assert facts is not None
+        ns = engine.namespace
+        changed = {k for k, v in ns.items()
+                   if not engine.hidden(k) and self._before.get(k) != id(v)}
+        # Globals that notebook functions read are outputs only if the step changed them: a
+        # read-only global kept as an output would make every re-run depend on its own output.
+        changed_reached = {n for n, before in self._reached_before.items()
+                           if n in ns and (before is None or _content(ns[n]) != before)}
+        touched = (facts.binds | facts.mutates | facts.global_writes | changed_reached) & ns.keys()
+        bound = sorted(n for n in changed | touched if not engine.hidden(n))
+        deleted = sorted(k for k in self._before if k not in ns)
+        return bound, deleted
+
+    def _entry(self, name: str, value: object, unsaved: dict[str, str]) -> dict[str, Any]:
+        assert self.key is not None
+        ref: ValueRef | None = None
+        try:
+            ref = dict(self.engine.store.put_value(value, namespace=self.engine.namespace))
+        except UnpicklableError as err:
+            unsaved[name] = err.type_name
+            self.engine.warn(UnpicklableWarning, (
+                f"step {self.name!r}: cannot save {name!r} ({type_name(value)}): {err.cause}. "
+                "The step will run again when replayed; %durable restore brings back its "
+                "other outputs."))
+        return OutputEntry(ref=ref, token=keys.value_token(self.key, name), type=type_name(value),
+                           size=ref["size"] if ref else 0).to_doc()
+
+    def _save(self, duration: float) -> None:
+        engine, key = self.engine, self.key
+        assert key is not None and self._capture is not None
+        bound, deleted = self._outputs()
+        unsaved: dict[str, str] = {}
+        outputs = {name: self._entry(name, engine.namespace[name], unsaved) for name in bound}
+        value = None if self.value is None else self._entry("__value__", self.value, unsaved)
+        try:
+            events: ValueRef | None = dict(engine.store.put_value(self._capture.events))
+        except UnpicklableError:
+            events = None
+        size = sum(e["size"] for e in outputs.values()) + (value["size"] if value else 0)
+        record = StepRecord(
+            key=key, session=engine.session, step=self.name, code=self.spec.source,
+            mode=self.spec.mode, cell_id=self.spec.cell_id or engine.cell_id,
+            inputs=self._inputs, outputs=outputs, deleted=deleted, value=value, events=events,
+            complete=not unsaved, unsaved=unsaved, started=self._started, finished=time.time(),
+            duration=duration, size=size)
+        engine.catalog.put_record(record)
+
+        def done(ptr: StepPointer | None) -> StepPointer:
+            ptr = ptr or self._new_pointer()
+            ptr.state, ptr.last, ptr.key = "done", "executed", key
+            ptr.runs += 1
+            ptr.duration, ptr.size, ptr.finished = duration, size, record.finished
+            ptr.inputs, ptr.error = dict(self._inputs), None
+            ptr.outputs = {n: e["token"] for n, e in outputs.items()}
+            if key not in ptr.keys:
+                ptr.keys.append(key)
+            return ptr
+
+        engine.catalog.update_pointer(engine.session, self.name, done)
+        for name, entry in outputs.items():
+            engine.lineage.set(name, entry["token"], engine.namespace[name])
+
+
+def _content(value: object) -> str | None:
+    """Content fingerprint, or None when the value has none (then it counts as changed)."""
+    try:
+        return fingerprint.fingerprint(value)
+    except fingerprint.Unfingerprintable:
+        return None
+
+
+def _ref(entry: dict[str, Any] | None) -> ValueRef:
+    if entry is None or entry.get("ref") is None:
+        raise KittehError("output has no saved value")
+    ref: ValueRef = entry["ref"]
+    return ref
+
+
+def _default_name(cell_id: str | None, normalized: str) -> str:
+    """A step without a name is named by its cell, else by its code."""
+    if cell_id:
+        return f"cell-{cell_id[:8]}"
+    return f"step-{keys.code_digest(normalized)[:8]}"
+
+
+def _publish_marker(engine: Engine, name: str, record: StepRecord) -> None:
+    """Say, above the replayed output, that it was replayed and what that saved."""
+    text = f"↻ replayed step {name!r} (ran {human_seconds(record.duration)}, skipped)"
+    if engine.display_pub is None:
+        print(text)
+        return
+    html = (f'<div class="kitteh-replayed" style="font-size:85%;opacity:0.7">↻ replayed step '
+            f"<b>{escape(name)}</b> · saved {human_seconds(record.duration)}</div>")
+    engine.display_pub.publish({"text/plain": text, "text/html": html},
+                               {"kitteh_magic": {"replayed": True, "step": name,
+                                                "saved": record.duration}})
