@@ -2,13 +2,15 @@
 
 ``%load_ext kitteh_magic``, then mark cells with ``%%durable [STEP]``: a finished step is saved
 and, when re-run with the same code and inputs (after a kernel restart, say), restored in
-milliseconds instead of executed.
+milliseconds instead of executed. Inside it, calls that leave the notebook are journaled
+activities (``km.activity``, ``km.effect``; ``km.inline`` opts out), so a killed cell resumes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .activities import ActivityTimeout, RetryPolicy, activity, configure, effect, inline
 from .errors import (
     DamagedRecordError,
     DamagedStoreWarning,
@@ -26,6 +28,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivityTimeout",
     "DamagedRecordError",
     "DamagedStoreWarning",
     "IncompleteEffectError",
@@ -33,11 +36,16 @@ __all__ = [
     "KittehError",
     "KittehWarning",
     "NondeterminismError",
+    "RetryPolicy",
     "StoreError",
     "StoreWriteWarning",
     "UnpicklableError",
     "UnpicklableWarning",
     "__version__",
+    "activity",
+    "configure",
+    "effect",
+    "inline",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]

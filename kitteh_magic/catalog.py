@@ -12,9 +12,11 @@ from .records import (
     POINTER_PREFIX,
     RECORD_PREFIX,
     SESSION_PREFIX,
+    JournalEntry,
     SessionDoc,
     StepPointer,
     StepRecord,
+    journal_prefix,
     pointer_key,
     pointer_prefix,
     record_key,
@@ -106,7 +108,20 @@ class Catalog:
         found = self.update_pointer(session, step, clear) is not None
         for key in dropped:
             self.store.delete(record_key(key))
+        self.clear_journal(session, step)
         return found
+
+    def clear_journal(self, session: str, step: str) -> int:
+        """Drop the activity journal of a step's unfinished execution; returns its length."""
+        keys = self.store.keys(journal_prefix(session, step))
+        for key in keys:
+            self.store.delete(key)
+        return len(keys)
+
+    def journal(self, session: str, step: str) -> list[JournalEntry]:
+        """The journal of a step's unfinished execution, in call order (unverified read)."""
+        docs = (self.store.get_json(k) for k in self.store.keys(journal_prefix(session, step)))
+        return [JournalEntry.from_doc(d) for d in docs if d is not None]
 
     def invalidate_all(self, session: str) -> int:
         """Invalidate every step of a session; returns how many."""
@@ -119,6 +134,7 @@ class Catalog:
             for key in ptr.keys:
                 self.store.delete(record_key(key))
             self.store.delete(pointer_key(session, ptr.step))
+            self.clear_journal(session, ptr.step)
         self.store.delete(session_key(session))
         return len(steps)
 

@@ -13,17 +13,14 @@ from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from . import analysis, maintenance, status
+from . import analysis, cellargs, maintenance, status
+from .activities.journal import Journal
+from .activities.rewriter import rewrite
 from .engine import Engine
 from .restore import restore
-from .step import StepSpec
 from .transformer import DurableCells
-
-CELL_USAGE = ("Usage: %%durable [STEP] [--session S] [--mode durable|step] [--retries N]\n"
-              "                 [--backoff SECONDS] [--timeout SECONDS] [--force]")
 
 LINE_USAGE = """\
 %durable status [--json]        the session's steps: state, runs, duration, time saved, size
@@ -34,6 +31,7 @@ LINE_USAGE = """\
 %durable on | off               make every following cell a durable step, or stop
 %durable mode [durable|step]    show or set the default mode of `%durable on` cells
 %durable log STEP               the activity journal of a step
+%durable effect STEP N done|redo  settle an effect interrupted by a dead kernel
 %durable gc [--max-size SIZE]   drop records no session uses; trim the store to SIZE (e.g. 2GB)"""
 
 
@@ -63,6 +61,10 @@ def _line_parser() -> _Parser:
     sub.add_parser("mode", add_help=False).add_argument(
         "mode", nargs="?", choices=["durable", "step"])
     sub.add_parser("log", add_help=False).add_argument("step")
+    effect = sub.add_parser("effect", add_help=False)
+    effect.add_argument("step")
+    effect.add_argument("position", type=int)
+    effect.add_argument("verdict", choices=["done", "redo"])
     sub.add_parser("gc", add_help=False).add_argument("--max-size", type=maintenance.parse_size)
     return parser
 
@@ -71,79 +73,49 @@ def _line_parser() -> _Parser:
 class DurableMagics(Magics):
     """The ``%%durable`` cell magic and the ``%durable`` line magic."""
 
-    def __init__(self, shell: Any, engine: Engine) -> None:
+    def __init__(self, shell: Any, engine: Engine, transformer: DurableCells) -> None:
         super().__init__(shell)
         self.engine = engine
-        self.transformer = DurableCells()
+        self.transformer = transformer
 
-    @magic_arguments()
-    @argument("step", nargs="?", help="a readable name for the step (default: from the cell)")
-    @argument("--session", help="run in this session instead of the notebook's")
-    @argument("--mode", choices=["durable", "step"], default=None,
-              help="durable (default): activities are journaled and a killed cell resumes; "
-                   "step: the whole cell is one unit. Until activities are journaled the two "
-                   "behave the same.")
-    @argument("--retries", type=int, default=None, help="retry policy of the cell's activities")
-    @argument("--backoff", type=float, default=None, help="seconds between activity retries")
-    @argument("--timeout", type=float, default=None, help="seconds an activity may take")
-    @argument("--force", action="store_true", help="run now and replace the record")
     @cell_magic("durable")
     def durable_cell(self, line: str, cell: str) -> Any:
-        """Run the cell as a durable step: replayed from the store when its code and inputs are
-        unchanged, executed and saved otherwise.
-
-        Replay restores the names the step bound, deleted or mutated, shows its output again
-        and returns its last value, without executing its body.
-        """
-        args = self._cell_args(line)
+        # Cells typed with %%durable reach the engine through transformer.mark_durable_cell
+        # (IPython's own pipeline, so top-level await works); this path serves explicit
+        # run_cell_magic("durable", ...) calls. The help is CELL_HELP, set below.
         source = self.shell.transform_cell(cell)
+        try:
+            spec = cellargs.parse(line, source, self.engine.default_mode)
+        except cellargs.CellArgsError as err:
+            raise UsageError(str(err)) from None
         try:
             tree = self.shell.compile.ast_parse(source)
         except SyntaxError:
             # Let IPython report it the usual way, through the plain path.
             return self.shell.run_cell(cell, store_history=False)
         if analysis.analyse(tree).has_await:
-            raise UsageError("%%durable: top-level await is not supported in a %%durable cell; "
-                             "run `%durable on` and run the cell without the magic line.")
-        spec = StepSpec(source=source, name=args.step, mode=args.mode or self.engine.default_mode,
-                        force=args.force)
-        engine = self.engine
-        previous = engine.session
-        if args.session:
-            engine.session = args.session
-        try:
-            value = engine.run(spec, lambda: self._execute(source, tree))
-        finally:
-            engine.session = previous
+            raise UsageError("%%durable: top-level await needs the cell to be typed in the "
+                             "notebook (run_cell_magic cannot await); write it as a cell.")
+        value = self.engine.run(spec, lambda: self._execute(source, tree, spec.mode))
         return None if cell.rstrip().endswith(";") else value
 
-    def _cell_args(self, line: str) -> Any:
-        usage = CELL_USAGE
-        try:
-            args = parse_argstring(self.durable_cell, line)
-        except UsageError as err:
-            raise UsageError(f"%%durable: {err}\n{usage}") from None
-        if args.retries is not None and args.retries < 0:
-            raise UsageError(f"%%durable: --retries must be 0 or more\n{usage}")
-        for flag in ("backoff", "timeout"):
-            if getattr(args, flag) is not None and getattr(args, flag) < 0:
-                raise UsageError(f"%%durable: --{flag} must be 0 or more seconds\n{usage}")
-        return args
+    durable_cell.__doc__ = cellargs.CELL_HELP
 
-    def _execute(self, source: str, tree: Any) -> Any:
+    def _execute(self, source: str, tree: Any, mode: str) -> Any:
         """Execute a cell body the way IPython would: its AST transformers, then exec/eval."""
         shell = self.shell
-        # Other extensions' transformers apply; ours (``%durable on``) must not wrap the body of
-        # a step in a second step. IPython drops transformers that fail: keep that effect.
+        # Other extensions' transformers apply; ours must not wrap the body of a step in a second
+        # step. IPython drops transformers that fail: keep that effect.
         everything = shell.ast_transformers
-        others = [t for t in everything if not isinstance(t, DurableCells)]
-        shell.ast_transformers = others
+        shell.ast_transformers = [t for t in everything if t is not self.transformer]
         try:
             tree = shell.transform_ast(tree)
         finally:
             kept = shell.ast_transformers
             shell.ast_transformers = [t for t in everything
-                                      if t in kept or isinstance(t, DurableCells)]
+                                      if t in kept or t is self.transformer]
+        if mode == "durable":
+            tree = rewrite(tree)
         module, last = analysis.split_last_expr(tree)
         filename = shell.compile.cache(source, shell.execution_count)
         namespace = shell.user_ns
@@ -167,6 +139,7 @@ class DurableMagics(Magics):
         %durable on | off               every following cell is a durable step, or not
         %durable mode [durable|step]    show or set the default mode of durable cells
         %durable log STEP               the activity journal of a step
+        %durable effect STEP N done|redo  settle an effect interrupted by a dead kernel
         %durable gc [--max-size SIZE]   drop records no session uses; trim the store to SIZE
         """
         args = _line_parser().parse_args(shlex.split(line))
@@ -203,29 +176,48 @@ class DurableMagics(Magics):
             self._auto(command == "on")
         elif command == "mode":
             if args.mode:
-                engine.default_mode = args.mode
+                engine.default_mode = self.transformer.default_mode = args.mode
             print(f"default mode: {engine.default_mode}")
         elif command == "log":
             self._log(args.step)
+        elif command == "effect":
+            self._effect(args.step, args.position, args.verdict)
         elif command == "gc":
             print(maintenance.gc(engine.store, max_size=args.max_size))
         return None
 
     def _auto(self, on: bool) -> None:
-        transformers = self.shell.ast_transformers
-        if on and self.transformer not in transformers:
-            transformers.append(self.transformer)
-        if not on and self.transformer in transformers:
-            transformers.remove(self.transformer)
-        self.engine.auto = on
+        self.transformer.auto = on
         print("every following cell is a durable step" if on else "durable cells: off")
 
     def _log(self, step: str) -> None:
-        ptr = self.engine.catalog.pointer(self.engine.session, step)
+        engine = self.engine
+        ptr = engine.catalog.pointer(engine.session, step)
         if ptr is None:
-            raise _usage_error(f"%durable log: no step {step!r} in session "
-                               f"{self.engine.session!r}")
-        print(f"step {step!r}: {ptr.activities} activities journaled")
+            raise _usage_error(f"%durable log: no step {step!r} in session {engine.session!r}")
+        pending = engine.catalog.journal(engine.session, step)
+        if pending:
+            entries, source = [e.to_doc() for e in pending], "unfinished execution"
+        else:
+            record = engine.catalog.record(ptr.key) if ptr.key else None
+            entries, source = (record.journal if record else []), "last finished execution"
+        print(status.render_journal(step, source, entries))
+
+    def _effect(self, step: str, position: int, verdict: str) -> None:
+        engine = self.engine
+        entries = {e.pos: e for e in engine.catalog.journal(engine.session, step)}
+        entry = entries.get(position - 1)
+        if entry is None or entry.state != "started":
+            raise _usage_error(f"%durable effect: step {step!r} has no interrupted effect at "
+                               f"position {position} (see %durable log {step})")
+        journal = Journal(engine.store, engine.session, step, engine.namespace)
+        if verdict == "done":
+            entry.state = "done"
+            journal.record(entry, result=None)
+            print(f"effect #{position} of {step!r} marked done: the next run will not repeat it")
+        else:
+            journal.drop(entry.pos)
+            print(f"effect #{position} of {step!r} will run again on the next run")
 
 
 class _Status:

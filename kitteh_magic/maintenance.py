@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .catalog import Catalog
-from .records import StepPointer, record_key
+from .records import JOURNAL_PREFIX, StepPointer, record_key
 from .status import human_size
 
 if TYPE_CHECKING:
@@ -72,9 +72,13 @@ def gc(store: Store, max_size: int | None = None) -> GcReport:
 
 
 def _digests(catalog: Catalog, live: set[str]) -> set[str]:
+    """Values that live records and unfinished journals still reference."""
     digests: set[str] = set()
     for key in live:
         digests |= catalog.record_digests(key)
+    for key in catalog.store.keys(JOURNAL_PREFIX):
+        doc = catalog.store.get_json(key) or {}
+        digests |= {doc[f]["digest"] for f in ("result", "error", "receiver") if doc.get(f)}
     return digests
 
 

@@ -25,6 +25,7 @@ KEY_PREFIX = "km1/"
 SESSION_PREFIX = KEY_PREFIX + "ses/"
 POINTER_PREFIX = KEY_PREFIX + "ptr/"
 RECORD_PREFIX = KEY_PREFIX + "rec/"
+JOURNAL_PREFIX = KEY_PREFIX + "jrn/"
 
 ValueRef: TypeAlias = dict[str, Any]
 """``{"digest": str, "size": int, "kind": "inline" | "blob", "type": str}`` (see ``store``)."""
@@ -63,6 +64,20 @@ def pointer_key(session: str, step: str) -> str:
 def record_key(step_key: str) -> str:
     """Key of the record of one version of a step."""
     return RECORD_PREFIX + step_key
+
+
+def journal_prefix(session: str, step: str) -> str:
+    """Prefix of the activity journal of a step's unfinished execution."""
+    return JOURNAL_PREFIX + _quote(session) + "/" + _quote(step) + "/"
+
+
+def entry_key(session: str, step: str, position: int) -> str:
+    """Key of one journal entry; zero-padded so that key order is call order.
+
+    >>> entry_key("a.ipynb", "fetch", 3)
+    'km1/jrn/a.ipynb/fetch/00000003'
+    """
+    return journal_prefix(session, step) + f"{position:08d}"
 
 
 class _Doc:
@@ -126,6 +141,34 @@ class StepRecord(_Doc):
     duration: float = 0.0
     size: int = 0
     activities: int = 0
+    journal: list[dict[str, Any]] = field(default_factory=list)
+    """The activity log of this version (``JournalEntry`` documents without values)."""
+
+
+@dataclass
+class JournalEntry(_Doc):
+    """One journaled activity: its identity (position, callee, argument digest) and outcome.
+
+    Arguments are never stored, only their digest; the result and any exception are values.
+    """
+
+    pos: int
+    callee: str
+    args: str
+    state: Literal["started", "done", "error"] = "done"
+    effect: bool = False
+    result: ValueRef | None = None
+    error: ValueRef | None = None
+    error_text: str = ""
+    unsaved: str | None = None
+    """Type of a result that could not be saved: replay calls it again."""
+    receiver: ValueRef | None = None
+    """The receiver's state after the call, for activities marked on a method."""
+    duration: float = 0.0
+    attempts: int = 1
+    finished: float = 0.0
+    awaitable: bool = False
+    """The call returned an awaitable (journaled when awaited): replay returns one too."""
 
 
 @dataclass

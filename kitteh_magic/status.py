@@ -155,3 +155,22 @@ def render_html(status: dict[str, Any]) -> str:
                f"{human_seconds(totals['saved'])} saved by replay")
     return (f'<table class="kitteh-status"><caption style="text-align:left">{caption}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def render_journal(step: str, source: str, entries: list[dict[str, Any]]) -> str:
+    """``%durable log``: one line per activity, in call order."""
+    if not entries:
+        return f"step {step!r} has no journaled activities ({source})"
+    lines = [f"step {step!r}: {len(entries)} activities ({source})",
+             f"{'#':>4}  {'call':<40} {'duration':>9} {'attempts':>8}  outcome"]
+    for entry in entries:
+        outcome = {"done": "ok", "error": entry.get("error_text") or "error",
+                   "started": "started, never finished"}.get(entry.get("state", ""), "?")
+        if entry.get("unsaved"):
+            outcome += f" (result not saved: {entry['unsaved']})"
+        if entry.get("effect"):
+            outcome += " [effect]"
+        lines.append(f"{entry['pos'] + 1:>4}  {entry['callee'][:40]:<40} "
+                     f"{human_seconds(entry.get('duration', 0.0)):>9} "
+                     f"{entry.get('attempts', 1):>8}  {outcome}")
+    return "\n".join(lines)

@@ -24,6 +24,7 @@ from .records import OutputEntry, StepPointer, StepRecord, ValueRef
 from .status import HOST, human_seconds
 
 if TYPE_CHECKING:
+    from .activities.dispatch import StepActivities
     from .engine import Engine
 
 
@@ -43,6 +44,12 @@ class StepSpec:
     cell_id: str | None = None
     mode: str = "durable"
     force: bool = False
+    session: str | None = None
+    """Run in this session instead of the engine's (``--session``)."""
+    retries: int | None = None
+    backoff: float | None = None
+    timeout: float | None = None
+    """Default retry policy of the step's activities (``--retries/--backoff/--timeout``)."""
 
 
 class StepRun:
@@ -58,6 +65,7 @@ class StepRun:
         self.value: Any = None
         self.key: str | None = None
         self.name = spec.name or ""
+        self.session = spec.session or engine.session
         self._facts: analysis.CellAnalysis | None = None
         self._inputs: dict[str, str] = {}
         self._reached: set[str] = set()
@@ -66,6 +74,8 @@ class StepRun:
         self._before: dict[str, int] = {}
         self._reached_before: dict[str, str | None] = {}
         self._started = 0.0
+        self._activities: StepActivities | None = None
+        self._activities_token: object = None
 
     # lookup and replay ------------------------------------------------------------------------
     def replay(self) -> bool:
@@ -76,7 +86,7 @@ class StepRun:
             self.name = self.spec.name or _default_name(self.spec.cell_id or engine.cell_id,
                                                         facts.normalized)
             self._inputs = engine.inputs(facts, self._reached)
-            self.key = keys.step_key(engine.session, facts.normalized, self._inputs)
+            self.key = keys.step_key(self.session, facts.normalized, self._inputs)
             if self.spec.force:
                 return False
             record = engine.catalog.record(self.key)
@@ -126,7 +136,7 @@ class StepRun:
             ptr.cell_id = self.spec.cell_id or engine.cell_id or ptr.cell_id
             return ptr
 
-        engine.catalog.update_pointer(engine.session, self.name, replayed)
+        engine.catalog.update_pointer(self.session, self.name, replayed)
         return True
 
     # execution ---------------------------------------------------------------------------------
@@ -142,14 +152,43 @@ class StepRun:
                 self.key = None
                 engine.warn(StoreWriteWarning, f"step {self.name!r} will not be saved: the store "
                             f"could not be written ({type(err).__name__}: {err}).")
+        if self.key is not None and self.spec.mode == "durable":
+            self._start_journal()
         self._capture = capture.Capture(engine.display_pub, capture.inline_figure_flusher())
         self._capture.__enter__()
         return self
+
+    def _start_journal(self) -> None:
+        from .activities.dispatch import StepActivities
+        from .activities.journal import Journal
+        from .activities.policy import RetryPolicy
+
+        spec, engine = self.spec, self.engine
+        try:
+            journal = Journal(engine.store, self.session, self.name, engine.namespace)
+            if spec.force:
+                journal.clear()
+        except Exception as err:
+            engine.warn(StoreWriteWarning, f"step {self.name!r}: its activities will not be "
+                        f"journaled ({type(err).__name__}: {err}).")
+            return
+        defaults = None
+        if (spec.retries, spec.backoff, spec.timeout) != (None, None, None):
+            defaults = RetryPolicy(retries=spec.retries or 0,
+                                   backoff=1.0 if spec.backoff is None else spec.backoff,
+                                   timeout=spec.timeout)
+        self._activities = StepActivities(journal, defaults, engine.warn)
+        self._activities_token = self._activities.activate()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         assert self._capture is not None
         self._capture.__exit__(exc_type, exc, tb)
+        if self._activities is not None:
+            self._activities.deactivate(self._activities_token)
+            if exc is not None:
+                with contextlib.suppress(Exception):
+                    self._activities.ended_by(exc)
         if self.key is None:
             return
         duration = time.time() - self._started
@@ -167,12 +206,12 @@ class StepRun:
 
     def _new_pointer(self) -> StepPointer:
         engine = self.engine
-        seq = engine.catalog.claim_seq(engine.session, engine.notebook)
-        return StepPointer(session=engine.session, step=self.name, seq=seq)
+        seq = engine.catalog.claim_seq(self.session, engine.notebook)
+        return StepPointer(session=self.session, step=self.name, seq=seq)
 
     def _mark_running(self) -> None:
         engine = self.engine
-        existing = engine.catalog.pointer(engine.session, self.name)
+        existing = engine.catalog.pointer(self.session, self.name)
         fresh = None if existing else self._new_pointer()
 
         def running(ptr: StepPointer | None) -> StepPointer:
@@ -182,7 +221,7 @@ class StepRun:
             ptr.cell_id = self.spec.cell_id or engine.cell_id or ptr.cell_id
             return ptr
 
-        engine.catalog.update_pointer(engine.session, self.name, running)
+        engine.catalog.update_pointer(self.session, self.name, running)
 
     def _mark_unsaved(self, problem: str) -> None:
         def unsaved(ptr: StepPointer | None) -> StepPointer:
@@ -192,17 +231,18 @@ class StepRun:
             ptr.finished = time.time()
             return ptr
 
-        self.engine.catalog.update_pointer(self.engine.session, self.name, unsaved)
+        self.engine.catalog.update_pointer(self.session, self.name, unsaved)
 
     def _mark_failed(self, exc: BaseException, duration: float) -> None:
         def failed(ptr: StepPointer | None) -> StepPointer:
             ptr = ptr or self._new_pointer()
             ptr.state, ptr.last, ptr.duration = "failed", "executed", duration
             ptr.runs += 1
+            ptr.activities = self._activities.count if self._activities else 0
             ptr.finished, ptr.error = time.time(), f"{type(exc).__name__}: {exc}"
             return ptr
 
-        self.engine.catalog.update_pointer(self.engine.session, self.name, failed)
+        self.engine.catalog.update_pointer(self.session, self.name, failed)
 
     def _outputs(self) -> tuple[list[str], list[str]]:
         """Names the step bound or mutated, and names it deleted."""
@@ -247,25 +287,31 @@ class StepRun:
             events = None
         size = sum(e["size"] for e in outputs.values()) + (value["size"] if value else 0)
         record = StepRecord(
-            key=key, session=engine.session, step=self.name, code=self.spec.source,
+            key=key, session=self.session, step=self.name, code=self.spec.source,
             mode=self.spec.mode, cell_id=self.spec.cell_id or engine.cell_id,
             inputs=self._inputs, outputs=outputs, deleted=deleted, value=value, events=events,
             complete=not unsaved, unsaved=unsaved, started=self._started, finished=time.time(),
             duration=duration, size=size)
+        activities = self._activities
+        if activities is not None:
+            record.activities, record.journal = activities.count, activities.journal.log()
         engine.catalog.put_record(record)
+        if activities is not None and record.complete:
+            activities.journal.clear()  # the record replays the whole step now
 
         def done(ptr: StepPointer | None) -> StepPointer:
             ptr = ptr or self._new_pointer()
             ptr.state, ptr.last, ptr.key = "done", "executed", key
             ptr.runs += 1
             ptr.duration, ptr.size, ptr.finished = duration, size, record.finished
+            ptr.activities = record.activities
             ptr.inputs, ptr.error = dict(self._inputs), None
             ptr.outputs = {n: e["token"] for n, e in outputs.items()}
             if key not in ptr.keys:
                 ptr.keys.append(key)
             return ptr
 
-        engine.catalog.update_pointer(engine.session, self.name, done)
+        engine.catalog.update_pointer(self.session, self.name, done)
         for name, entry in outputs.items():
             engine.lineage.set(name, entry["token"], engine.namespace[name])
 

@@ -1,81 +1,141 @@
-"""``%durable on``: an AST transformer that makes every following cell a durable step.
+"""Durable cells through IPython's own pipeline: a line transform and an AST transformer.
 
-Pure: AST in, AST out. A cell becomes::
+IPython turns a ``%%durable`` cell into a ``run_cell_magic`` call before any AST transformer
+sees it, and a magic's body cannot use top-level ``await``. So, once the extension is loaded,
+:func:`mark_durable_cell` (a line transform that runs before IPython's cell-magic handling)
+replaces the ``%%durable ARGS`` line with a marker call, and :class:`DurableCells` (an AST
+transformer) wraps the marked cell, or with ``%durable on`` every cell, into::
 
-    _kitteh_run_ = _kitteh_engine_.cell_step(<source>)
+    _kitteh_run_ = _kitteh_steps_.start(<source>, <args>)
     if not _kitteh_run_.replay():
         with _kitteh_run_:
-            <body>
+            <body, calls rewritten into activities>
             _kitteh_run_.value = <last expression>
     _kitteh_run_.value
 
-so the cell still goes through IPython's own pipeline (top-level ``await`` keeps working) and
-IPython displays the value as usual. IPython drops a transformer that raises, so this one never
-does: on any surprise it returns the cell unchanged.
+The AST part is pure (AST in, AST out). IPython drops a transformer that raises, so this one
+never does: on any surprise it returns the cell unchanged.
 """
 
 from __future__ import annotations
 
 import ast
 
-ENGINE_NAME = "_kitteh_engine_"
+from . import cellargs
+
+MARKER = "_kitteh_durable_"
+STEPS_NAME = "_kitteh_steps_"
 RUN_NAME = "_kitteh_run_"
+_MAGIC = "%%durable"
+
+
+def mark_durable_cell(lines: list[str]) -> list[str]:
+    """Line transform: ``%%durable ARGS`` on the first line becomes ``_kitteh_durable_("ARGS")``.
+
+    The body keeps its line numbers, so tracebacks point at the user's lines.
+
+    >>> mark_durable_cell(["%%durable load --retries 2\\n", "x = 1\\n"])
+    ["_kitteh_durable_('load --retries 2')\\n", 'x = 1\\n']
+    >>> mark_durable_cell(["%%durable?\\n"])  # help stays help
+    ['%%durable?\\n']
+    """
+    if not lines:
+        return lines
+    first = lines[0].strip()
+    rest = first[len(_MAGIC):]
+    if not first.startswith(_MAGIC) or (rest and not rest[0].isspace()) or first.endswith("?"):
+        return lines
+    return [f"{MARKER}({rest.strip()!r})\n", *lines[1:]]
+
+
+def marker_args(tree: ast.Module) -> str | None:
+    """The ``%%durable`` arguments if the cell was marked by :func:`mark_durable_cell`."""
+    if not tree.body:
+        return None
+    first = tree.body[0]
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Call)
+            and isinstance(first.value.func, ast.Name) and first.value.func.id == MARKER
+            and len(first.value.args) == 1 and isinstance(first.value.args[0], ast.Constant)
+            and isinstance(first.value.args[0].value, str)):
+        return first.value.args[0].value
+    return None
 
 
 def is_wrappable(tree: ast.Module) -> bool:
-    """Whether a cell becomes a step: not empty, and no magics or shell escapes in it.
+    """Whether ``%durable on`` makes a cell a step: not empty, no magics or shell escapes.
 
     A line magic (``%load_ext``, ``%matplotlib``, ``!pip``) changes the kernel rather than the
     namespace; skipping it on replay would lose that change, so such cells stay plain cells.
     """
-    if not tree.body:
+    if not tree.body or marker_args(tree) is not None:
         return False
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                 and node.func.id == "get_ipython"):
             return False
-        if isinstance(node, ast.Name) and node.id in (ENGINE_NAME, RUN_NAME):
+        if isinstance(node, ast.Name) and node.id in (STEPS_NAME, RUN_NAME):
             return False
     return True
 
 
-def _name(id_: str, ctx: ast.expr_context) -> ast.Name:
-    return ast.Name(id=id_, ctx=ctx)
+def _name(id_: str) -> ast.Name:
+    return ast.Name(id=id_, ctx=ast.Load())
 
 
-def wrap_cell(tree: ast.Module) -> ast.Module:
-    """The cell as a durable step (see the module docstring)."""
-    source = ast.unparse(tree)
-    body = list(tree.body)
-    last = body[-1]
+def _attr(owner: str, attr: str, ctx: ast.expr_context | None = None) -> ast.Attribute:
+    return ast.Attribute(value=_name(owner), attr=attr, ctx=ctx or ast.Load())
+
+
+def _mode(line: str, default_mode: str) -> str:
+    try:
+        return cellargs.parse(line, "", default_mode).mode
+    except cellargs.CellArgsError:
+        return "step"  # the runtime reports the mistake before anything runs
+
+
+def wrap_cell(body: list[ast.stmt], line: str, default_mode: str = "durable") -> ast.Module:
+    """The statements of a cell as a durable step (see the module docstring)."""
+    source = ast.unparse(ast.Module(body=body, type_ignores=[]))
+    statements = list(body) or [ast.Pass()]
+    if _mode(line, default_mode) == "durable":
+        from .activities.rewriter import rewrite
+
+        statements = rewrite(ast.Module(body=statements, type_ignores=[])).body
+    last = statements[-1]
     if isinstance(last, ast.Expr):
-        body[-1] = ast.Assign(
-            targets=[ast.Attribute(value=_name(RUN_NAME, ast.Load()), attr="value",
-                                   ctx=ast.Store())],
-            value=last.value)
+        statements[-1] = ast.copy_location(
+            ast.Assign(targets=[_attr(RUN_NAME, "value", ast.Store())], value=last.value), last)
     start = ast.Assign(
-        targets=[_name(RUN_NAME, ast.Store())],
-        value=ast.Call(func=ast.Attribute(value=_name(ENGINE_NAME, ast.Load()), attr="cell_step",
-                                          ctx=ast.Load()),
-                       args=[ast.Constant(source)], keywords=[]))
-    replayed = ast.Call(func=ast.Attribute(value=_name(RUN_NAME, ast.Load()), attr="replay",
-                                           ctx=ast.Load()), args=[], keywords=[])
-    run = ast.If(
-        test=ast.UnaryOp(op=ast.Not(), operand=replayed),
-        body=[ast.With(items=[ast.withitem(context_expr=_name(RUN_NAME, ast.Load()))],
-                       body=body)],
-        orelse=[])
-    result = ast.Expr(value=ast.Attribute(value=_name(RUN_NAME, ast.Load()), attr="value",
-                                          ctx=ast.Load()))
-    wrapped = ast.Module(body=[start, run, result], type_ignores=tree.type_ignores)
-    return ast.fix_missing_locations(ast.copy_location(wrapped, tree))
+        targets=[ast.Name(id=RUN_NAME, ctx=ast.Store())],
+        value=ast.Call(func=_attr(STEPS_NAME, "start"),
+                       args=[ast.Constant(source), ast.Constant(line)], keywords=[]))
+    replayed = ast.Call(func=_attr(RUN_NAME, "replay"), args=[], keywords=[])
+    run = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=replayed),
+                 body=[ast.With(items=[ast.withitem(context_expr=_name(RUN_NAME))],
+                                body=statements)],
+                 orelse=[])
+    result = ast.Expr(value=_attr(RUN_NAME, "value"))
+    anchor = body[0] if body else ast.Pass(lineno=1, col_offset=0)
+    for node in (start, run, result):
+        ast.copy_location(node, anchor)
+    return ast.fix_missing_locations(ast.Module(body=[start, run, result], type_ignores=[]))
 
 
 class DurableCells(ast.NodeTransformer):
-    """The transformer ``%durable on`` puts in ``shell.ast_transformers``."""
+    """The transformer in ``shell.ast_transformers``: marked cells always, every cell when on."""
+
+    def __init__(self) -> None:
+        self.auto = False
+        """``%durable on``: wrap every wrappable cell, not only ``%%durable`` ones."""
+        self.default_mode = "durable"
 
     def visit_Module(self, node: ast.Module) -> ast.Module:
         try:
-            return wrap_cell(node) if is_wrappable(node) else node
+            line = marker_args(node)
+            if line is not None:
+                return wrap_cell(node.body[1:], line, self.default_mode)
+            if self.auto and is_wrappable(node):
+                return wrap_cell(node.body, "", self.default_mode)
         except Exception:
-            return node
+            pass
+        return node

@@ -12,6 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from kernel import Kernel
 
+# The server extension's handler tests use pytest-jupyter's jp_fetch; a plugin must be declared
+# in the root conftest.
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 
 @pytest.fixture
 def key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

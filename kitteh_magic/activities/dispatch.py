@@ -1,0 +1,247 @@
+"""The runtime side of the rewriter: every call in a durable cell goes through :func:`call`.
+
+Outside a durable step, inside an activity (no nesting) or for a callee that classifies inline,
+``call`` is a plain call. For an activity it takes the next position in the step, checks it
+against the journal, and either hands back the recorded outcome or makes the call (with its
+retry policy) and journals the outcome before returning it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
+
+from .. import fingerprint
+from ..errors import IncompleteEffectError, NondeterminismError, UnpicklableWarning
+from ..records import JournalEntry
+from .classify import Verdict, classify
+from .journal import NOTHING, Journal
+from .policy import RetryPolicy, acall_with_policy, call_with_policy
+from .results import snapshot, snapshot_error
+
+_STEP: ContextVar[StepActivities | None] = ContextVar("kitteh_step", default=None)
+_INSIDE: ContextVar[bool] = ContextVar("kitteh_inside_activity", default=False)
+
+
+def args_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """Digest of a call's arguments: the only trace of them that is ever written."""
+    try:
+        return fingerprint.fingerprint((args, sorted(kwargs.items())))
+    except fingerprint.Unfingerprintable:
+        # Unhashable arguments (a connection, a generator) are identified by their types.
+        shape = [type(a).__qualname__ for a in args] + sorted(kwargs)
+        return "types:" + fingerprint.fingerprint(shape)
+
+
+def _receiver(fn: Any) -> Any:
+    target = getattr(fn, "__wrapped__", fn)
+    return getattr(target, "__self__", None)
+
+
+def _adopt(receiver: Any, recorded: Any) -> None:
+    """Give the live receiver the state it had after the recorded call."""
+    if hasattr(recorded, "__dict__") and hasattr(receiver, "__dict__"):
+        receiver.__dict__.clear()
+        receiver.__dict__.update(recorded.__dict__)
+    elif hasattr(receiver, "__setstate__") and hasattr(recorded, "__getstate__"):
+        receiver.__setstate__(recorded.__getstate__())
+
+
+class StepActivities:
+    """The activities of one running step: positions, the journal and the cell's policy."""
+
+    def __init__(self, journal: Journal, defaults: RetryPolicy | None = None,
+                 warn: Callable[[type[Warning], str], None] | None = None) -> None:
+        self.journal = journal
+        self.defaults = defaults
+        self._warn = warn
+        self.position = 0
+        self.replayed = 0
+        self.executed = 0
+        self._failed: dict[int, BaseException] = {}
+
+    @property
+    def count(self) -> int:
+        """Activities the step has called so far."""
+        return self.position
+
+    def activate(self) -> object:
+        """Make this the running step's journal (returns a token for :meth:`deactivate`)."""
+        return _STEP.set(self)
+
+    @staticmethod
+    def deactivate(token: object) -> None:
+        """Undo :meth:`activate`."""
+        _STEP.reset(token)  # type: ignore[arg-type]
+
+    def ended_by(self, exc: BaseException) -> None:
+        """The cell failed with ``exc``: if an activity raised it, retry that call next run.
+
+        A failure the cell caught stays journaled and is raised again on replay (DESIGN §4.5).
+        """
+        chain: list[BaseException] = []
+        while exc is not None and exc not in chain:
+            chain.append(exc)
+            exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        for pos, failure in self._failed.items():
+            if any(failure is e for e in chain):
+                self.journal.drop(pos)
+                return
+
+    # -- one call -------------------------------------------------------------------------------
+    def _begin(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> tuple[int, str, JournalEntry | None]:
+        position = self.position
+        self.position += 1
+        digest = args_digest(args, kwargs)
+        entry = self.journal.get(position)
+        if entry is None:
+            return position, digest, None
+        if entry.callee != verdict.callee or entry.args != digest:
+            raise NondeterminismError(
+                f"step {self.journal.step!r}: activity #{position + 1} was journaled as "
+                f"{entry.callee}(arguments {entry.args[:12]}) but the cell now calls "
+                f"{verdict.callee}(arguments {digest[:12]}). A recorded result is never handed "
+                "to a different call. If the change is intended, run the cell with "
+                f"`%%durable --force` (or `%durable invalidate {self.journal.step}`) to discard "
+                "the journal; otherwise make the calls before it deterministic.")
+        if entry.state == "started":
+            raise IncompleteEffectError(
+                f"step {self.journal.step!r}: the effect {entry.callee} (activity "
+                f"#{position + 1}) started but never finished: the kernel died while it ran, "
+                "so it may or may not have happened. If it happened, run "
+                f"`%durable effect {self.journal.step} {position + 1} done`; to run it again, "
+                f"`%durable effect {self.journal.step} {position + 1} redo`.")
+        return position, digest, entry
+
+    def _replayed(self, fn: Any, entry: JournalEntry) -> Any:
+        """The recorded outcome: the result, or the recorded exception raised again."""
+        self.replayed += 1
+        if entry.state == "error" and entry.error is not None:
+            raise self.journal.load(entry.error)
+        if entry.receiver is not None:
+            _adopt(_receiver(fn), self.journal.load(entry.receiver))
+        return self.journal.load(entry.result) if entry.result is not None else None
+
+    def _record(self, fn: Any, verdict: Verdict, position: int, digest: str, started: float,
+                attempts: int, result: Any = NOTHING, error: BaseException | None = None,
+                awaitable: bool = False) -> None:
+        entry = JournalEntry(pos=position, callee=verdict.callee, args=digest,
+                             state="error" if error is not None else "done",
+                             effect=verdict.effect, duration=time.perf_counter() - started,
+                             attempts=attempts, awaitable=awaitable)
+        receiver = _receiver(fn) if verdict.records_receiver and error is None else NOTHING
+        entry = self.journal.record(entry, result=result, error=error, receiver=receiver)
+        if error is not None:
+            self._failed[position] = error
+        if entry.unsaved and self._warn is not None:
+            self._warn(UnpicklableWarning, (
+                f"step {self.journal.step!r}: the result of {verdict.callee} (activity "
+                f"#{position + 1}) is a {entry.unsaved} that cannot be saved; on replay that "
+                "call runs again."))
+
+    def _policy(self, verdict: Verdict) -> RetryPolicy:
+        own = verdict.policy or RetryPolicy()
+        return own.merged(self.defaults)
+
+    def run(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
+            kwargs: dict[str, Any]) -> Any:
+        """Replay or make one synchronous activity call."""
+        position, digest, entry = self._begin(fn, verdict, args, kwargs)
+        if entry is not None and not entry.unsaved:
+            if entry.awaitable:
+                return self._replay_later(fn, entry)
+            return self._replayed(fn, entry)
+        if verdict.effect:
+            self.journal.started(position, verdict.callee, digest)
+        started = time.perf_counter()
+        token = _INSIDE.set(True)
+        try:
+            outcome = call_with_policy(fn, args, kwargs, self._policy(verdict),
+                                       name=verdict.callee)
+        except Exception as live:
+            err = snapshot_error(live)
+            self._record(fn, verdict, position, digest, started,
+                         getattr(live, "kitteh_attempts", 1), error=err)
+            if err is live:
+                raise
+            raise err from None
+        finally:
+            _INSIDE.reset(token)
+        self.executed += 1
+        if inspect.isawaitable(outcome.result):
+            # A coroutine made by a sync call (asyncio.gather(client.get(...))): journal it when
+            # it is awaited, at the position it was called at.
+            return self._await_later(fn, verdict, position, digest, started, outcome.result)
+        result = snapshot(outcome.result)
+        self._record(fn, verdict, position, digest, started, outcome.attempts, result=result)
+        return result
+
+    async def _replay_later(self, fn: Any, entry: JournalEntry) -> Any:
+        return self._replayed(fn, entry)
+
+    async def _await_later(self, fn: Any, verdict: Verdict, position: int, digest: str,
+                           started: float, awaitable: Awaitable[Any]) -> Any:
+        try:
+            result = await awaitable
+        except Exception as live:
+            err = snapshot_error(live)
+            self._record(fn, verdict, position, digest, started, 1, error=err, awaitable=True)
+            if err is live:
+                raise
+            raise err from None
+        result = snapshot(result)
+        self._record(fn, verdict, position, digest, started, 1, result=result, awaitable=True)
+        return result
+
+    async def arun(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> Any:
+        """Replay or make one awaited activity call."""
+        position, digest, entry = self._begin(fn, verdict, args, kwargs)
+        if entry is not None and not entry.unsaved:
+            return self._replayed(fn, entry)
+        if verdict.effect:
+            self.journal.started(position, verdict.callee, digest)
+        started = time.perf_counter()
+        token = _INSIDE.set(True)
+        try:
+            outcome = await acall_with_policy(fn, args, kwargs, self._policy(verdict),
+                                              name=verdict.callee)
+        except Exception as live:
+            err = snapshot_error(live)
+            self._record(fn, verdict, position, digest, started,
+                         getattr(live, "kitteh_attempts", 1), error=err)
+            if err is live:
+                raise
+            raise err from None
+        finally:
+            _INSIDE.reset(token)
+        self.executed += 1
+        result = snapshot(outcome.result)
+        self._record(fn, verdict, position, digest, started, outcome.attempts, result=result)
+        return result
+
+
+def call(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """What ``f(...)`` in a durable cell becomes: ``_kitteh_call_(f, ...)``."""
+    step = _STEP.get()
+    if step is None or _INSIDE.get():
+        return fn(*args, **kwargs)
+    verdict = classify(fn)
+    if not verdict.activity:
+        return fn(*args, **kwargs)
+    return step.run(fn, verdict, args, kwargs)
+
+
+async def acall(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """What ``await f(...)`` in a durable cell becomes: ``await _kitteh_acall_(f, ...)``."""
+    step = _STEP.get()
+    if step is None or _INSIDE.get():
+        return await fn(*args, **kwargs)
+    verdict = classify(fn)
+    if not verdict.activity:
+        return await fn(*args, **kwargs)
+    return await step.arun(fn, verdict, args, kwargs)

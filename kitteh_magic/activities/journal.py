@@ -1,0 +1,121 @@
+"""The activity journal of a step's unfinished execution.
+
+Each activity's outcome is written as it completes, so a cell killed half-way finds, on its next
+run, the results of the calls it already made. The journal belongs to the step (session + step
+name), not to one version of its code: an edited cell that still makes the same first calls
+resumes, and one that makes a different call at a recorded position is a nondeterminism error,
+never a wrong answer. A finished step's record makes the journal redundant and it is cleared;
+an incomplete record (an output that could not be saved) keeps it, so the re-execution that
+replay needs still takes its activities from the journal.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DamagedRecordError, DamagedStoreWarning, UnpicklableError
+from ..records import JournalEntry, entry_key, journal_prefix
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+NOTHING: Any = object()
+"""Marks an argument that was not given (a result may legitimately be None)."""
+
+
+class Journal:
+    """Entries of one step's unfinished execution, loaded once and appended as calls finish."""
+
+    def __init__(self, store: Store, session: str, step: str,
+                 namespace: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.session = session
+        self.step = step
+        self.namespace = namespace
+        self.entries: dict[int, JournalEntry] = {}
+        self._load()
+
+    def _load(self) -> None:
+        for key in self.store.keys(journal_prefix(self.session, self.step)):
+            try:
+                doc = self.store.get_json(key, signed=True)
+            except DamagedRecordError as err:
+                # Everything from a damaged entry on is dropped: positions must stay contiguous.
+                warnings.warn(f"step {self.step!r}: journal entry {key!r} is damaged ({err}); "
+                              "that call and the ones after it will run again.",
+                              DamagedStoreWarning, stacklevel=2)
+                self._truncate(int(key.rsplit("/", 1)[1]))
+                return
+            if doc is not None:
+                entry = JournalEntry.from_doc(doc)
+                self.entries[entry.pos] = entry
+
+    def _truncate(self, position: int) -> None:
+        for pos in [p for p in self.entries if p >= position]:
+            del self.entries[pos]
+        for key in self.store.keys(journal_prefix(self.session, self.step)):
+            if int(key.rsplit("/", 1)[1]) >= position:
+                self.store.delete(key)
+
+    def get(self, position: int) -> JournalEntry | None:
+        """The entry at a position, if the journal reaches it."""
+        return self.entries.get(position)
+
+    def started(self, position: int, callee: str, args: str) -> None:
+        """Note that an effect is about to run (at-most-once needs this before the call)."""
+        entry = JournalEntry(pos=position, callee=callee, args=args, state="started",
+                             effect=True, finished=time.time())
+        self._put(entry)
+
+    def record(self, entry: JournalEntry, *, result: Any = NOTHING,
+               error: BaseException | None = None, receiver: Any = NOTHING) -> JournalEntry:
+        """Write a finished call: its result or exception (and receiver state), then the entry.
+
+        A result that cannot be pickled is noted as ``unsaved``: replay calls it again.
+        """
+        with self.store.transaction():
+            if result is not NOTHING:
+                entry.result, entry.unsaved = self._save(result)
+            if error is not None:
+                entry.error, _ = self._save(error)
+                entry.error_text = f"{type(error).__name__}: {error}"
+            if receiver is not NOTHING:
+                entry.receiver, _ = self._save(receiver)
+            entry.finished = time.time()
+            self._put(entry)
+        return entry
+
+    def _save(self, value: Any) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            return dict(self.store.put_value(value, namespace=self.namespace)), None
+        except UnpicklableError as err:
+            return None, err.type_name
+
+    def _put(self, entry: JournalEntry) -> None:
+        self.entries[entry.pos] = entry
+        self.store.put_json(entry_key(self.session, self.step, entry.pos), entry.to_doc(),
+                            sign=True)
+
+    def load(self, ref: dict[str, Any]) -> Any:
+        """A recorded value (result, exception or receiver state), verified before unpickling."""
+        return self.store.get_value(ref, namespace=self.namespace)
+
+    def drop(self, position: int) -> None:
+        """Forget one entry (a failure that ended the cell is retried, not replayed)."""
+        self._truncate(position)
+
+    def clear(self) -> None:
+        """Forget the whole journal (the step finished, or ``--force``)."""
+        self._truncate(0)
+
+    def log(self) -> list[dict[str, Any]]:
+        """The entries without their values, in call order (kept in the step's record)."""
+        docs = []
+        for pos in sorted(self.entries):
+            doc = self.entries[pos].to_doc()
+            for field in ("result", "error", "receiver"):
+                doc.pop(field, None)
+            docs.append(doc)
+        return docs

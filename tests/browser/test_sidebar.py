@@ -1,0 +1,220 @@
+"""The Durable sidebar and cell badges in a real JupyterLab, driven through Chromium."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Lab
+
+from kitteh_magic.catalog import Catalog
+from kitteh_magic.records import StepPointer, pointer_key
+from kitteh_magic.store import Store
+
+pytestmark = pytest.mark.browser
+
+TAB = '.jp-SideBar .lm-TabBar-tab[data-id="kitteh-magic-durable"]'
+PANEL = "#kitteh-magic-durable"
+
+
+def open_notebook(page: Any, lab: Lab, notebook: str) -> None:
+    """Load JupyterLab on a notebook and show the Durable panel."""
+    page.goto(lab.page_url(notebook))
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    wait_for_kernel(page)
+    if page.locator(f"{PANEL}:visible").count() == 0:
+        page.click(TAB)
+    page.wait_for_selector(f"{PANEL}:visible")
+
+
+def wait_for_kernel(page: Any) -> None:
+    """Wait until the notebook's kernel is connected and idle (the indicator alone can show
+    "idle" before the session has a kernel, and Run All then asks for one)."""
+    page.wait_for_function(
+        """() => {
+          const context = window.jupyterapp.shell.currentWidget?.sessionContext;
+          const kernel = context?.session?.kernel;
+          return kernel?.connectionStatus === 'connected' && kernel?.status === 'idle';
+        }""", timeout=60_000)
+
+
+def row(page: Any, step: str, state: str | None = None) -> Any:
+    selector = f'{PANEL} .km-Step[data-step="{step}"]'
+    if state is not None:
+        selector += f'[data-state="{state}"]'
+    return page.locator(selector)
+
+
+def badge(page: Any, step: str) -> Any:
+    return page.locator(f'.jp-Cell[data-km-step="{step}"] .km-Badge')
+
+
+def set_theme(page: Any, lab: Lab, theme: str) -> None:
+    page.evaluate("theme => window.jupyterapp.commands.execute('apputils:change-theme', "
+                  "{theme})", theme)
+    page.wait_for_function("t => document.body.dataset.jpThemeName === t", arg=theme)
+    page.wait_for_timeout(400)  # let the theme's stylesheet paint
+
+
+def seed(lab: Lab, folder: str) -> tuple[str, Path]:
+    """A notebook and a store written as kernels would have left them: one of each state."""
+    cells = ["load", "clean", "features", "train", "plot", "report"]
+    notebook = f"{folder}/pipeline.ipynb"
+    lab.write_notebook(notebook, [(f"cell-{name}", f"%%durable {name}\npass") for name in cells]
+                       + [("cell-plain", "print('not durable')")])
+    directory = lab.root / folder / ".kitteh"
+    now = time.time()
+    states: dict[str, dict[str, Any]] = {
+        "load": dict(state="done", duration=12.3, size=4 * 2**20, activities=3, runs=1),
+        "clean": dict(state="done", last="replayed", duration=42.0, saved=126.0, replays=3,
+                      runs=1, size=2 * 2**20, outputs={"df": "new"}, finished=now - 10),
+        "features": dict(state="done", duration=3.1, size=512 * 1024, runs=1,
+                         inputs={"df": "t:old"}, finished=now - 60),
+        "train": dict(state="failed", duration=7.5, runs=2, activities=5,
+                      error="ValueError: Input contains NaN"),
+        # A kernel that is gone left this one "running": status derives "interrupted".
+        "plot": dict(state="running", pid=2**22 + 4321, proc_start=1.0, host=""),
+        "report": dict(state="invalidated", duration=0.8, runs=1),
+    }
+    with Store(directory, key_file=Path(lab.env["KITTEH_MAGIC_KEY_FILE"])) as store:
+        catalog = Catalog(store)
+        for session, names in (("pipeline.ipynb", cells), ("experiment-2", ["load"])):
+            for name in names:
+                fields = {"finished": now - 30, "started": now - 40, **states[name]}
+                ptr = StepPointer(session=session, step=name, cell_id=f"cell-{name}",
+                                  seq=catalog.claim_seq(session, str(lab.root / notebook)),
+                                  **fields)
+                store.put_json(pointer_key(session, name), ptr.to_doc())
+    return notebook, directory
+
+
+def test_panel_shows_every_state_and_badges(page: Any, lab: Lab, artifacts: Path) -> None:
+    notebook, _ = seed(lab, "seeded")
+
+    open_notebook(page, lab, notebook)
+
+    expected = {"load": "done", "clean": "replayed", "features": "stale", "train": "failed",
+                "plot": "interrupted", "report": "invalidated"}
+    for step, state in expected.items():
+        row(page, step, state).wait_for()
+    assert page.locator(f"{PANEL} .km-Step").count() == len(expected)
+    assert page.inner_text(f"{PANEL} .km-Total-steps .km-Total-value") == "6"
+    assert page.inner_text(f"{PANEL} .km-Total-saved .km-Total-value") == "2 min 06 s"
+    assert "saved 2 min 06 s" in row(page, "clean").inner_text()
+    assert "ValueError: Input contains NaN" in row(page, "train").inner_text()
+    assert page.locator(f"{PANEL} select.km-SessionPicker option").count() == 2
+    assert "replayed · saved 2 min 06 s" in badge(page, "clean").inner_text()
+    assert "durable · 12.3 s" in badge(page, "load").inner_text()
+    assert badge(page, "train").inner_text().endswith("failed")
+    assert page.locator(".jp-Cell:not([data-km-step]) .km-Badge").count() == 0
+    page.screenshot(path=str(artifacts / "sidebar-states-light.png"))
+    set_theme(page, lab, "JupyterLab Dark")
+    page.screenshot(path=str(artifacts / "sidebar-states-dark.png"))
+    set_theme(page, lab, "JupyterLab Light")
+
+    # The other session, through the picker.
+    page.select_option(f"{PANEL} select.km-SessionPicker", "experiment-2")
+    page.wait_for_function(
+        f"document.querySelectorAll('{PANEL} .km-Step').length === 1")
+
+
+def test_panel_reads_the_store_while_the_kernel_is_gone(page: Any, lab: Lab) -> None:
+    notebook, directory = seed(lab, "nokernel")
+    open_notebook(page, lab, notebook)
+    row(page, "load", "done").wait_for()
+    for kernel in lab.request("GET", "/api/kernels"):
+        lab.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+    # Another process finishes a step: the panel polls the server, not the kernel.
+    with Store(directory, key_file=Path(lab.env["KITTEH_MAGIC_KEY_FILE"])) as store:
+        doc = store.get_json(pointer_key("pipeline.ipynb", "report"))
+        assert doc is not None
+        store.put_json(pointer_key("pipeline.ipynb", "report"),
+                       {**doc, "state": "done", "finished": time.time()})
+    started = time.monotonic()
+    row(page, "report", "done").wait_for(timeout=10_000)
+
+    assert time.monotonic() - started < 4.0
+    assert badge(page, "report").inner_text().startswith("✓")
+
+
+def menu(page: Any, menu_name: str, item: str) -> None:
+    """Click a main-menu entry, as a user would."""
+    page.click(f'#jp-MainMenu .lm-MenuBar-itemLabel:text-is("{menu_name}")')
+    page.click(f'.lm-Menu .lm-Menu-itemLabel:text-is("{item}")')
+
+
+def accept_dialog(page: Any) -> None:
+    page.click(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+    page.wait_for_selector(".jp-Dialog", state="detached")
+
+
+def output_of(page: Any, index: int) -> Any:
+    return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea-output")
+
+
+def test_run_restart_replay_invalidate_restore_reset(
+        page: Any, lab: Lab, artifacts: Path) -> None:
+    notebook = "flow/live.ipynb"
+    lab.write_notebook(notebook, [
+        ("c-setup", "%load_ext kitteh_magic"),
+        ("c-load", "%%durable load\nimport time\ntime.sleep(3)\nx = 21"),
+        ("c-double", "%%durable double\ny = x * 2\ny"),
+        ("c-check", "print('x is', x)"),
+    ])
+    open_notebook(page, lab, notebook)
+    page.wait_for_selector(f"{PANEL} .km-Sidebar-empty")
+
+    # Run everything: the panel shows the long step running before it ends.
+    menu(page, "Run", "Run All Cells")
+    clicked = time.monotonic()
+    row(page, "load", "running").wait_for(timeout=5_000)
+    assert time.monotonic() - clicked < 3.0  # the cell sleeps 3 s: still running
+    assert "running" in badge(page, "load").inner_text()
+    page.screenshot(path=str(artifacts / "flow-running-light.png"))
+    row(page, "load", "done").wait_for(timeout=20_000)
+    row(page, "double", "done").wait_for(timeout=10_000)
+    output_of(page, 3).filter(has_text="x is 21").wait_for()
+    assert badge(page, "double").text_content().startswith("✓durable")
+
+    # A fresh kernel replays both steps instead of running them.
+    menu(page, "Kernel", "Restart Kernel and Run All Cells…")
+    accept_dialog(page)
+    row(page, "load", "replayed").wait_for(timeout=20_000)
+    row(page, "double", "replayed").wait_for(timeout=10_000)
+    output_of(page, 3).filter(has_text="x is 21").wait_for()
+    badge(page, "load").filter(has_text="replayed · saved").wait_for()
+    assert "saved" in row(page, "load").inner_text()
+    page.screenshot(path=str(artifacts / "flow-replayed-light.png"))
+    set_theme(page, lab, "JupyterLab Dark")
+    page.screenshot(path=str(artifacts / "flow-replayed-dark.png"))
+    set_theme(page, lab, "JupyterLab Light")
+
+    # Jump to a step's cell from the panel.
+    row(page, "double").locator(".km-Step-name").click()
+    page.wait_for_selector('.jp-Cell.jp-mod-active[data-km-step="double"]')
+
+    # Invalidate a step from the panel.
+    row(page, "double").locator(".km-Invalidate").click()
+    row(page, "double", "invalidated").wait_for(timeout=5_000)
+
+    # Restore into a fresh kernel without running any durable cell.
+    menu(page, "Kernel", "Restart Kernel…")
+    accept_dialog(page)
+    wait_for_kernel(page)
+    page.click(f"{PANEL} .km-Restore")
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(3)
+    cell.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Shift+Enter")  # queued behind the restore in the fresh kernel
+    cell.locator(".jp-InputPrompt:text-is('[1]:')").wait_for(timeout=20_000)
+    output_of(page, 3).filter(has_text="x is 21").wait_for()
+    page.screenshot(path=str(artifacts / "flow-restored-light.png"))
+
+    # Reset, after confirming.
+    page.click(f"{PANEL} .km-Reset")
+    page.wait_for_selector(".jp-Dialog :text('Reset durable session?')")
+    accept_dialog(page)
+    page.wait_for_selector(f"{PANEL} .km-Sidebar-empty")
+    assert badge(page, "load").count() == 0

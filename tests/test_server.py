@@ -1,0 +1,224 @@
+"""The server extension's REST endpoints, against a real Jupyter server and a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from kitteh_magic.catalog import Catalog
+from kitteh_magic.records import StepPointer, StepRecord, pointer_key, session_key
+from kitteh_magic.store import Store
+
+NOTEBOOK = "nb/analysis.ipynb"
+LOADS: list[str] = []
+
+
+class Tripwire:
+    """A stored value that records being unpickled: the server must never load values."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        LOADS.append("unpickled")
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    return {"ServerApp": {"jpserver_extensions": {"kitteh_magic": True}}}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signing key of the test's own, and stores beside notebooks (no ``$KITTEH_MAGIC_DIR``)."""
+    monkeypatch.setenv("KITTEH_MAGIC_KEY_FILE", str(tmp_path / "config" / "key"))
+    monkeypatch.delenv("KITTEH_MAGIC_DIR", raising=False)
+    LOADS.clear()
+
+
+def step(session: str, name: str, seq: int, **fields: Any) -> StepPointer:
+    now = time.time()
+    base: dict[str, Any] = {"state": "done", "last": "executed", "runs": 1, "duration": 2.5,
+                            "size": 1000, "activities": 1, "started": now - 3,
+                            "finished": now - 0.5, "cell_id": f"cell-{name}",
+                            "key": f"key-{session}-{name}", "keys": [f"key-{session}-{name}"]}
+    return StepPointer(session=session, step=name, seq=seq, **{**base, **fields})
+
+
+@pytest.fixture
+def store_dir(jp_root_dir: Path) -> Path:
+    """A store beside nb/analysis.ipynb with the notebook's session and an experiment session.
+
+    Written through the real Store and Catalog, as a kernel would.
+    """
+    (jp_root_dir / "nb").mkdir()
+    (jp_root_dir / NOTEBOOK).write_text("{}")
+    directory = jp_root_dir / "nb" / ".kitteh"
+    with Store(directory) as store:
+        catalog = Catalog(store)
+        tripwire = store.put_value(Tripwire())
+        pointers = [
+            step("analysis.ipynb", "load", 0, size=4096, activities=3),
+            step("analysis.ipynb", "clean", 1, last="replayed", replays=2, saved=5.0),
+            step("analysis.ipynb", "train", 2, state="failed", error="ValueError: bad"),
+            # A kernel that is gone left this one "running": status calls it interrupted.
+            step("analysis.ipynb", "plot", 3, state="running", pid=2**22 + 12345,
+                 host="", proc_start=1.0, key=None, keys=[]),
+            step("experiment", "load", 0),
+        ]
+        for ptr in pointers:
+            catalog.claim_seq(ptr.session, str(jp_root_dir / NOTEBOOK))
+            store.put_json(pointer_key(ptr.session, ptr.step), ptr.to_doc())
+            for key in ptr.keys:
+                catalog.put_record(StepRecord(
+                    key=key, session=ptr.session, step=ptr.step, code="x = 1",
+                    outputs={"x": {"ref": tripwire, "token": "t", "type": "Tripwire"}}))
+    return directory
+
+
+async def get(jp_fetch: Any, route: str, **params: str) -> Any:
+    response = await jp_fetch("kitteh-magic", route, params=params)
+    assert response.headers["Content-Type"].startswith("application/json")
+    return json.loads(response.body)
+
+
+async def post(jp_fetch: Any, route: str, body: dict[str, Any]) -> Any:
+    response = await jp_fetch("kitteh-magic", route, method="POST", body=json.dumps(body))
+    return json.loads(response.body)
+
+
+async def refused(jp_fetch: Any, route: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("kitteh-magic", route, **kwargs)
+    response = info.value.response
+    assert response is not None
+    return info.value.code, json.loads(response.body or b"{}")
+
+
+async def test_sessions_of_a_notebook(jp_fetch: Any, store_dir: Path, jp_root_dir: Path) -> None:
+    reply = await get(jp_fetch, "sessions", path=NOTEBOOK)
+
+    assert reply["store"] == str(store_dir)
+    assert reply["session"] == "analysis.ipynb"  # what the kernel derives from JPY_SESSION_NAME
+    assert reply["notebook"] == str(jp_root_dir / NOTEBOOK)
+    assert sorted(s["name"] for s in reply["sessions"]) == ["analysis.ipynb", "experiment"]
+    assert not LOADS
+
+
+async def test_steps_in_order_with_derived_states(jp_fetch: Any, store_dir: Path) -> None:
+    reply = await get(jp_fetch, "steps", path=NOTEBOOK)
+
+    rows = reply["steps"]
+    assert reply["session"] == "analysis.ipynb"
+    assert [(r["step"], r["state"]) for r in rows] == [
+        ("load", "done"), ("clean", "replayed"), ("train", "failed"), ("plot", "interrupted")]
+    assert rows[0]["cell_id"] == "cell-load" and rows[0]["activities"] == 3
+    assert rows[2]["error"] == "ValueError: bad"
+    assert reply["totals"]["steps"] == 4
+    assert reply["totals"]["size"] == sum(r["size"] for r in rows)
+    assert reply["totals"]["saved"] == pytest.approx(5.0)
+    assert not LOADS
+
+
+async def test_steps_of_another_session(jp_fetch: Any, store_dir: Path) -> None:
+    reply = await get(jp_fetch, "steps", path=NOTEBOOK, session="experiment")
+
+    assert reply["session"] == "experiment"
+    assert [r["step"] for r in reply["steps"]] == ["load"]
+
+
+async def test_notebook_without_store_is_empty_and_creates_nothing(
+        jp_fetch: Any, jp_root_dir: Path) -> None:
+    (jp_root_dir / "fresh.ipynb").write_text("{}")
+
+    sessions = await get(jp_fetch, "sessions", path="fresh.ipynb")
+    steps = await get(jp_fetch, "steps", path="fresh.ipynb")
+
+    assert sessions["sessions"] == [] and sessions["session"] == "fresh.ipynb"
+    assert steps["steps"] == [] and steps["totals"]["steps"] == 0
+    assert not (jp_root_dir / ".kitteh").exists()
+
+
+async def test_invalidate_drops_the_step_records(jp_fetch: Any, store_dir: Path) -> None:
+    reply = await post(jp_fetch, "invalidate",
+                       {"path": NOTEBOOK, "session": "analysis.ipynb", "step": "clean"})
+    unknown = await post(jp_fetch, "invalidate", {"path": NOTEBOOK, "step": "no such step"})
+
+    assert reply["invalidated"] is True and unknown["invalidated"] is False
+    states = {r["step"]: r["state"] for r in (await get(jp_fetch, "steps", path=NOTEBOOK))["steps"]}
+    assert states["clean"] == "invalidated" and states["load"] == "done"
+    with Store(store_dir) as store:
+        assert Catalog(store).record("key-analysis.ipynb-clean") is None
+        assert Catalog(store).record("key-analysis.ipynb-load") is not None
+
+
+async def test_reset_drops_only_that_session(jp_fetch: Any, store_dir: Path) -> None:
+    reply = await post(jp_fetch, "reset", {"path": NOTEBOOK, "session": "analysis.ipynb"})
+
+    assert reply == {"session": "analysis.ipynb", "removed": 4}
+    assert (await get(jp_fetch, "steps", path=NOTEBOOK))["steps"] == []
+    other = await get(jp_fetch, "steps", path=NOTEBOOK, session="experiment")
+    assert [r["step"] for r in other["steps"]] == ["load"]
+    with Store(store_dir) as store:
+        assert store.get_json(session_key("analysis.ipynb")) is None
+
+
+@pytest.mark.parametrize(("route", "method"), [
+    ("sessions", "GET"), ("steps", "GET"), ("invalidate", "POST"), ("reset", "POST")])
+async def test_unauthenticated_requests_are_refused(
+        jp_fetch: Any, store_dir: Path, route: str, method: str) -> None:
+    body = json.dumps({"path": NOTEBOOK, "step": "load"}) if method == "POST" else None
+
+    code, _ = await refused(jp_fetch, route, method=method, body=body,
+                            params={"path": NOTEBOOK}, headers={"Authorization": ""})
+
+    assert code == 403
+    with Store(store_dir) as store:
+        assert len(Catalog(store).steps("analysis.ipynb")) == 4
+
+
+@pytest.mark.parametrize("path", ["../outside.ipynb", "nb/../../outside.ipynb", "link/x.ipynb"])
+async def test_paths_outside_the_root_are_refused(
+        jp_fetch: Any, jp_root_dir: Path, tmp_path: Path, path: str) -> None:
+    outside = tmp_path / "elsewhere"
+    (outside / ".kitteh").mkdir(parents=True)
+    os.symlink(outside, jp_root_dir / "link")
+
+    code, reply = await refused(jp_fetch, "steps", params={"path": path})
+    post_code, _ = await refused(jp_fetch, "reset", method="POST",
+                                 body=json.dumps({"path": path}))
+
+    assert (code, post_code) == (403, 403)
+    assert "outside the server root" in reply["error"]
+
+
+@pytest.mark.parametrize("params", [{}, {"path": "nb/data.csv"}])
+async def test_missing_or_non_notebook_path_is_a_bad_request(
+        jp_fetch: Any, params: dict[str, str]) -> None:
+    code, reply = await refused(jp_fetch, "sessions", params=params)
+
+    assert code == 400 and reply["error"]
+
+
+async def test_bad_body_is_a_bad_request(jp_fetch: Any, store_dir: Path) -> None:
+    code, reply = await refused(jp_fetch, "invalidate", method="POST", body="[1, 2")
+    no_step, _ = await refused(jp_fetch, "invalidate", method="POST",
+                               body=json.dumps({"path": NOTEBOOK}))
+
+    assert (code, no_step) == (400, 400)
+    assert "JSON object" in reply["error"]
+
+
+async def test_corrupt_store_is_a_clear_error(jp_fetch: Any, store_dir: Path) -> None:
+    for name in os.listdir(store_dir / "index"):
+        if name.startswith("cache.db"):
+            (store_dir / "index" / name).write_bytes(b"this is not a database" * 100)
+
+    for route in ("sessions", "steps"):
+        code, reply = await refused(jp_fetch, route, params={"path": NOTEBOOK})
+        assert code == 500
+        assert set(reply) == {"error"}
+        assert str(store_dir) in reply["error"] and "cannot be read" in reply["error"]
