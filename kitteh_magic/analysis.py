@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -96,6 +97,16 @@ def parse(source: str, filename: str = "<cell>") -> ast.Module:
         SyntaxError: the source is not valid Python.
     """
     return ast.parse(source, filename=filename, mode="exec")
+
+
+@functools.lru_cache(maxsize=512)
+def analyse_source(source: str) -> CellAnalysis:
+    """:func:`analyse` of :func:`parse`, cached by source text.
+
+    A cell re-run in the same kernel (the common case for replays) costs a dict lookup; the
+    result is immutable, so sharing it is safe.
+    """
+    return analyse(parse(source))
 
 
 def analyse(tree: ast.Module) -> CellAnalysis:

@@ -7,6 +7,7 @@ Pure (no IPython): the transformer reads ``--mode`` while rewriting a cell, and 
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 from typing import NoReturn
 
@@ -45,6 +46,7 @@ class _Parser(argparse.ArgumentParser):
         raise CellArgsError(f"%%durable: {message}\n{CELL_USAGE}")
 
 
+@functools.cache
 def _parser() -> _Parser:
     parser = _Parser(prog="%%durable", add_help=False)
     parser.add_argument("step", nargs="?")
@@ -55,6 +57,16 @@ def _parser() -> _Parser:
     parser.add_argument("--timeout", type=float)
     parser.add_argument("--force", action="store_true")
     return parser
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_line(line: str) -> argparse.Namespace:
+    """The parsed line (cells are re-run with the same line: parse each once)."""
+    try:
+        words = shlex.split(line)
+    except ValueError as err:
+        raise CellArgsError(f"%%durable: {err}\n{CELL_USAGE}") from None
+    return _parser().parse_args(words)
 
 
 def parse(line: str, source: str, default_mode: str = "durable") -> StepSpec:
@@ -68,11 +80,7 @@ def parse(line: str, source: str, default_mode: str = "durable") -> StepSpec:
     ...
     kitteh_magic.cellargs.CellArgsError: %%durable: argument --mode: invalid choice: 'fast' ...
     """
-    try:
-        words = shlex.split(line)
-    except ValueError as err:
-        raise CellArgsError(f"%%durable: {err}\n{CELL_USAGE}") from None
-    args = _parser().parse_args(words)
+    args = _parse_line(line)
     if args.retries is not None and args.retries < 0:
         raise CellArgsError(f"%%durable: --retries must be 0 or more\n{CELL_USAGE}")
     if args.backoff is not None and args.backoff < 0:

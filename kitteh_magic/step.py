@@ -82,7 +82,7 @@ class StepRun:
         """Compute the step's key and restore its record if there is one. True when replayed."""
         engine = self.engine
         try:
-            facts = self._facts = analysis.analyse(analysis.parse(self.spec.source))
+            facts = self._facts = analysis.analyse_source(self.spec.source)
             self.name = self.spec.name or _default_name(self.spec.cell_id or engine.cell_id,
                                                         facts.normalized)
             self._inputs = engine.inputs(facts, self._reached)

@@ -101,24 +101,35 @@ def wrap_cell(body: list[ast.stmt], line: str, default_mode: str = "durable") ->
         from .activities.rewriter import rewrite
 
         statements = rewrite(ast.Module(body=statements, type_ignores=[])).body
+    anchor = statements[0]
     last = statements[-1]
     if isinstance(last, ast.Expr):
-        statements[-1] = ast.copy_location(
-            ast.Assign(targets=[_attr(RUN_NAME, "value", ast.Store())], value=last.value), last)
+        target = _attr(RUN_NAME, "value", ast.Store())
+        statements[-1] = ast.Assign(targets=[target], value=last.value)
+        _place([statements[-1], *ast.walk(target)], last)
     start = ast.Assign(
         targets=[ast.Name(id=RUN_NAME, ctx=ast.Store())],
         value=ast.Call(func=_attr(STEPS_NAME, "start"),
                        args=[ast.Constant(source), ast.Constant(line)], keywords=[]))
     replayed = ast.Call(func=_attr(RUN_NAME, "replay"), args=[], keywords=[])
-    run = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=replayed),
-                 body=[ast.With(items=[ast.withitem(context_expr=_name(RUN_NAME))],
-                                body=statements)],
-                 orelse=[])
+    guard = ast.withitem(context_expr=_name(RUN_NAME))
+    with_ = ast.With(items=[guard], body=statements)
+    run = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=replayed), body=[with_], orelse=[])
     result = ast.Expr(value=_attr(RUN_NAME, "value"))
-    anchor = body[0] if body else ast.Pass(lineno=1, col_offset=0)
-    for node in (start, run, result):
-        ast.copy_location(node, anchor)
-    return ast.fix_missing_locations(ast.Module(body=[start, run, result], type_ignores=[]))
+    # Only the generated nodes need locations; the body keeps the user's (walking it again
+    # would cost as much as rewriting it).
+    _place([*ast.walk(start), *ast.walk(run.test), run, with_, *ast.walk(guard.context_expr),
+            *ast.walk(result)], anchor)
+    return ast.Module(body=[start, run, result], type_ignores=[])
+
+
+def _place(nodes: list[ast.AST], anchor: ast.AST) -> None:
+    for node in nodes:
+        if "lineno" in node._attributes:
+            node.lineno = getattr(anchor, "lineno", 1)  # type: ignore[attr-defined]
+            node.col_offset = getattr(anchor, "col_offset", 0)  # type: ignore[attr-defined]
+            node.end_lineno = getattr(anchor, "end_lineno", None)  # type: ignore[attr-defined]
+            node.end_col_offset = getattr(anchor, "end_col_offset", None)  # type: ignore[attr-defined]
 
 
 class DurableCells(ast.NodeTransformer):
