@@ -142,7 +142,9 @@ class StepRun:
     # execution ---------------------------------------------------------------------------------
     def __enter__(self) -> StepRun:
         engine = self.engine
-        self._before = {k: id(v) for k, v in engine.namespace.items() if not engine.hidden(k)}
+        # Identities only: filtering hidden names here would cost a check per namespace name per
+        # cell; the few names that changed are filtered after.
+        self._before = {k: id(v) for k, v in engine.namespace.items()}
         self._reached_before = {n: _content(engine.namespace.get(n)) for n in self._reached}
         self._started = time.time()
         if self.key is not None:
@@ -249,15 +251,14 @@ class StepRun:
         engine, facts = self.engine, self._facts
         assert facts is not None
         ns = engine.namespace
-        changed = {k for k, v in ns.items()
-                   if not engine.hidden(k) and self._before.get(k) != id(v)}
+        changed = {k for k, v in ns.items() if self._before.get(k) != id(v)}
         # Globals that notebook functions read are outputs only if the step changed them: a
         # read-only global kept as an output would make every re-run depend on its own output.
         changed_reached = {n for n, before in self._reached_before.items()
                            if n in ns and (before is None or _content(ns[n]) != before)}
         touched = (facts.binds | facts.mutates | facts.global_writes | changed_reached) & ns.keys()
         bound = sorted(n for n in changed | touched if not engine.hidden(n))
-        deleted = sorted(k for k in self._before if k not in ns)
+        deleted = sorted(k for k in self._before if k not in ns and not engine.hidden(k))
         return bound, deleted
 
     def _entry(self, name: str, value: object, unsaved: dict[str, str]) -> dict[str, Any]:
