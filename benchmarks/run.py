@@ -18,11 +18,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: python benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import cells, fingerprints, notebook, peers, restoring, saving
+from benchmarks import activities, cells, fingerprints, notebook, peers, restoring, saving
 from benchmarks.common import ROOT, WORK, Row, Settings, install_env
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-GROUPS = ("cells", "save", "restore", "fingerprint", "notebook", "peers")
+GROUPS = ("cells", "save", "restore", "fingerprint", "notebook", "peers", "activities")
 
 
 def table(rows: list[Row]) -> str:
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     group("fingerprint", lambda: fingerprints.run(settings))
     group("notebook", lambda: notebook.run(settings, notes))
     group("peers", lambda: peers.run(settings, artifacts, notes))
+    group("activities", lambda: activities.run(settings, notes))
     seconds = time.perf_counter() - clock
     print(table(rows))
     print(f"\nbenchmark run time: {seconds:.0f} s ({machine_line})")

@@ -274,6 +274,223 @@ def joblib_call(kind: str, nbytes: int, location: str, mmap: bool = False) -> di
     return {"call": call, "build": last_build(), "pass": passed, "peak": rss() - before}
 
 
+# --- row 8: activities ---------------------------------------------------------------------
+
+ACTIVITY_SETUP = """\
+import math
+import time
+
+import kitteh_magic as km
+
+
+@km.activity
+def act(i):
+    return i
+
+
+@km.inline
+def same(i):
+    return i
+
+
+inline_time = km.inline(time.time)
+_hits = [0]
+
+
+@km.activity
+def act_counted(i):
+    _hits[0] += 1
+    return i
+
+
+@km.inline
+def same_counted(i):
+    _hits[0] += 1
+    return i
+"""
+
+PIPELINE_DATA = """\
+import numpy as np
+import pandas as pd
+
+_rng = np.random.default_rng(0)
+_n = 100_000
+customers = pd.DataFrame({
+    "customer_id": np.arange(5_000),
+    "region": _rng.choice(["north", "south", "east", "west"], 5_000),
+    "segment": _rng.choice(["retail", "pro", "public"], 5_000),
+})
+orders = pd.DataFrame({
+    "order_id": np.arange(_n),
+    "customer_id": _rng.integers(0, 5_000, _n),
+    "month": _rng.integers(1, 13, _n),
+    "price": _rng.uniform(1.0, 500.0, _n),
+    "qty": _rng.integers(1, 20, _n),
+    "discount": _rng.uniform(0.0, 0.3, _n),
+})
+"""
+
+# A realistic analysis cell: vectorised pandas work, then a Python loop of 10,000 inline calls
+# (5,000 math.sqrt and 5,000 list.append).
+PIPELINE = """\
+df = orders.merge(customers, on="customer_id", how="left")
+df["revenue"] = df["price"] * df["qty"]
+df["discounted"] = df["revenue"] * (1 - df["discount"])
+df["log_revenue"] = np.log1p(df["revenue"])
+df["big"] = df["revenue"] > df["revenue"].quantile(0.9)
+by_region = df.groupby("region").agg(
+    revenue=("revenue", "sum"), orders=("order_id", "count"), avg_qty=("qty", "mean"))
+by_segment = df.groupby(["region", "segment"])["discounted"].sum().unstack(fill_value=0)
+monthly = df.groupby("month")["revenue"].sum()
+growth = monthly.pct_change().fillna(0)
+top = df.nlargest(100, "revenue")[["order_id", "customer_id", "revenue"]]
+cust = df.groupby("customer_id").agg(
+    total=("revenue", "sum"), n=("order_id", "count")).reset_index()
+cust["avg"] = cust["total"] / cust["n"]
+cust = cust.merge(customers[["customer_id", "region"]], on="customer_id")
+ranked = cust.sort_values("total", ascending=False).head(50)
+z = (df["revenue"] - df["revenue"].mean()) / df["revenue"].std()
+outliers = int((z.abs() > 3).sum())
+share = by_region["revenue"] / by_region["revenue"].sum()
+scores = []
+for total in cust["total"].tolist():
+    scores.append(math.sqrt(total))
+summary = {
+    "revenue": float(df["revenue"].sum()),
+    "outliers": outliers,
+    "mean_score": sum(scores) / len(scores),
+    "top_region": str(share.idxmax()),
+    "best_month": int(growth.idxmax()),
+}
+"""
+
+
+def _pairs(shell: Any, a: str, b: str, reps: int, warmup: int = 2,
+           runner: Callable[[Any, str], None] = _run) -> tuple[list[float], list[float]]:
+    """Wall times of cells ``a`` and ``b`` run alternately (A B A B ...), so drift hits both."""
+    for _ in range(warmup):
+        runner(shell, a)
+        runner(shell, b)
+    ta, tb = [], []
+    for _ in range(reps):
+        for code, times in ((a, ta), (b, tb)):
+            start = time.perf_counter()
+            runner(shell, code)
+            times.append(time.perf_counter() - start)
+    return ta, tb
+
+
+def _run_failing(shell: Any, code: str) -> None:
+    result = shell.run_cell(code, store_history=True)
+    if not isinstance(result.error_in_exec, ValueError):
+        raise RuntimeError(f"cell should end with its ValueError: {code[:200]!r}: "
+                           f"{result.error_in_exec or result.error_before_exec!r}")
+
+
+@task
+def activities(n: int, reps: int, joblib_dir: str, loop: int, pipeline_reps: int,
+               profile: bool = False) -> dict[str, Any]:
+    """Activity journaling and replay, joblib.Memory on the same function, the dispatcher."""
+    import math
+    import timeit
+
+    import joblib
+    import pandas as pd
+
+    from kitteh_magic.activities.classify import classify
+
+    shell = _shell()
+    _run(shell, ACTIVITY_SETUP)
+    out: dict[str, Any] = {"n": n}
+    loop_of = "%%durable {step} --force\nfor i in range({n}):\n    r = {call}\n".format
+
+    # 8a: live journaling, a marked activity and a stdlib one, vs the same cell with inline calls
+    inline_cell = loop_of(step="inline_calls", n=n, call="same(i)")
+    for name, call in (("live", "act(i)"), ("live_time", "time.time()")):
+        base = inline_cell if name == "live" else loop_of(step="inline_time", n=n,
+                                                          call="inline_time()")
+        cell, plain = _pairs(shell, loop_of(step=name, n=n, call=call), base, reps)
+        out[name], out[name + "_base"] = cell, plain
+    if profile:
+        out["profile_live"] = _profile(lambda: _run(shell, loop_of(step="live", n=n,
+                                                                   call="act(i)")), 5, top=30)
+
+    # 8b: replay from a pending journal: the cell raises at its end, so no record replaces it
+    shell.showtraceback = lambda *a, **k: None  # the same traceback on both sides: not timed
+    failing = "%%durable {step}\nfor i in range({n}):\n    r = {call}\nraise ValueError('end')\n"
+    replayed = failing.format(step="replayed", n=n, call="act_counted(i)")
+    _run_failing(shell, replayed)  # journals the n calls
+    hits = shell.user_ns["_hits"][0]
+    cell, plain = _pairs(shell, replayed,
+                         failing.format(step="replayed_base", n=n, call="same_counted(i)"),
+                         reps, runner=_run_failing)
+    out["replay"], out["replay_base"] = cell, plain
+    # Every run of the replayed cell ran none of its activities (the inline side ran them all).
+    out["replay_live_calls"] = shell.user_ns["_hits"][0] - hits - n * (reps + 2)
+    if profile:
+        out["profile_replay"] = _profile(lambda: _run_failing(shell, replayed), 5, top=30)
+    del shell.showtraceback
+
+    # 8c: joblib.Memory on the same function, plain Python calls
+    memory = joblib.Memory(joblib_dir, verbose=0)
+    cached = memory.cache(_identity)
+    first, hit = [], []
+    for rep in range(max(3, reps // 3)):
+        args = range(rep * n, (rep + 1) * n)
+        start = time.perf_counter()
+        for i in args:
+            cached(i)
+        first.append((time.perf_counter() - start) / n)
+        start = time.perf_counter()
+        for i in args:
+            cached(i)
+        hit.append((time.perf_counter() - start) / n)
+    out["joblib_first"], out["joblib_hit"] = first, hit
+
+    # 8d: a pandas pipeline with many inline calls: plain vs durable (rewritten) vs step mode
+    _run(shell, PIPELINE_DATA)
+    variants = {"plain": PIPELINE,
+                "durable": "%%durable pipeline_d --force --mode durable\n" + PIPELINE,
+                "step": "%%durable pipeline_s --force --mode step\n" + PIPELINE}
+    for code in variants.values():
+        _run(shell, code)  # warm-up (the first saves of the outputs)
+    pipe: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(pipeline_reps):
+        for key, code in variants.items():
+            start = time.perf_counter()
+            _run(shell, code)
+            pipe[key].append(time.perf_counter() - start)
+    out["pipeline"] = pipe
+    out["pipeline_calls"] = len(shell.user_ns["scores"]) * 2
+    sqrt_loop = ("%%durable {step} --force --mode {mode}\n"
+                 "for i in range({loop}):\n    math.sqrt(i)\n")
+    durable, step = _pairs(shell, sqrt_loop.format(step="sqrt_d", mode="durable", loop=loop),
+                           sqrt_loop.format(step="sqrt_s", mode="step", loop=loop),
+                           max(3, pipeline_reps))
+    out["sqrt_durable"], out["sqrt_step"], out["loop"] = durable, step, loop
+
+    # 8e: the classifier's cache, hit every time
+    lst: list[int] = []
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    number = 200_000
+    table = {math.sqrt: 1}
+    callees = {"math.sqrt": math.sqrt, "lst.append": lst.append, "df.sum": frame.sum}
+    classify_ns: dict[str, float] = {}
+    for label, fn in callees.items():
+        classify(fn)
+        timer = timeit.Timer("classify(fn)", globals={"classify": classify, "fn": fn})
+        classify_ns[label] = min(timer.repeat(5, number)) / number * 1e9
+    timer = timeit.Timer("get(key)", globals={"get": table.get, "key": math.sqrt})
+    classify_ns["dict.get"] = min(timer.repeat(5, number)) / number * 1e9
+    out["classify_ns"] = classify_ns
+    return out
+
+
+def _identity(i: int) -> int:
+    """The function of rows 8a-8c, for joblib.Memory (module level, so joblib can hash it)."""
+    return i
+
+
 def main(argv: list[str]) -> None:
     name, args = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
     report(TASKS[name](**args))

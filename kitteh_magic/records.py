@@ -141,6 +141,8 @@ class StepRecord(_Doc):
     duration: float = 0.0
     size: int = 0
     activities: int = 0
+    resumed: int = 0
+    """Activities whose outcome came from the journal of an earlier, unfinished execution."""
     journal: list[dict[str, Any]] = field(default_factory=list)
     """The activity log of this version (``JournalEntry`` documents without values)."""
 
@@ -192,6 +194,8 @@ class StepPointer(_Doc):
     duration: float = 0.0
     size: int = 0
     activities: int = 0
+    resumed: int = 0
+    """Activities the last execution took from the journal instead of calling them."""
     started: float = 0.0
     finished: float = 0.0
     pid: int = 0

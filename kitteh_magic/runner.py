@@ -10,16 +10,20 @@ runs the notebook again from the top: finished steps replay in milliseconds, so 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
+from traitlets.config import Config
 
-SETUP = "%load_ext kitteh_magic\n%durable on"
+# Loaded by a direct call rather than %load_ext, so that the notebook's own `%load_ext
+# kitteh_magic` (JupyterLab needs it) finds it loaded and says nothing.
+SETUP = "__import__('kitteh_magic').load_ipython_extension(get_ipython())\n%durable on"
 
 
 @dataclass
@@ -33,7 +37,9 @@ class RunSummary:
     restarts: int = 0
     seconds: float = 0.0
     failed: str | None = None
-    steps: list[tuple[str, str]] = field(default_factory=list)
+    activities: int = 0
+    resumed: int = 0
+    """Activities taken from a journal (calls finished before a crash) instead of re-sent."""
 
     def __str__(self) -> str:
         from .status import human_seconds
@@ -41,6 +47,9 @@ class RunSummary:
         text = (f"{self.executed} steps executed, {self.replayed} replayed "
                 f"({human_seconds(self.saved)} saved), {self.plain} plain cells, "
                 f"{self.restarts} kernel restarts, {human_seconds(self.seconds)} in all")
+        if self.activities:
+            text += (f"\n{self.activities} activities in executed steps, {self.resumed} of them "
+                     "taken from the journal")
         return text + (f"\nfailed: {self.failed}" if self.failed else "")
 
 
@@ -107,41 +116,87 @@ def run_notebook(path: Path, output: Path | None = None, session: str | None = N
                  progress: bool = True) -> RunSummary:
     """Execute a notebook with every code cell durable, resuming after kernel deaths."""
     path = path.absolute()
-    summary = RunSummary()
     started = time.perf_counter()
     original = nbformat.read(path, as_version=4)
     setup = SETUP + (f"\n%durable session {session}" if session else "")
     env = {**os.environ, "JPY_SESSION_NAME": str(path)}
-    while True:
-        nb = nbformat.from_dict(original)
-        nb.cells.insert(0, nbformat.v4.new_code_cell(setup, id="kitteh-magic-setup"))
-        code_cells = sum(1 for c in original.cells if c.cell_type == "code" and c.source.strip())
-        bar = _progress_bar(code_cells, path.name, summary.restarts) if progress else None
-        attempt = RunSummary(restarts=summary.restarts)
-        client = _Client(nb, attempt, bar, timeout=timeout, kernel_name=_kernel_name(nb),
-                         resources={"metadata": {"path": str(path.parent)}})
-        try:
-            client.execute(env=env)
-            summary = attempt
-            break
-        except DeadKernelError:
-            if summary.restarts >= max_restarts:
-                attempt.failed = f"the kernel died and {max_restarts} restarts are used up"
-                summary = attempt
-                break
-            summary.restarts += 1
-        except CellExecutionError as err:
-            attempt.failed = str(err).strip().splitlines()[-1] if str(err).strip() else "error"
-            summary = attempt
-            break
-        finally:
-            if bar is not None:
-                bar.close()
-    nb.cells.pop(0)
+    with tempfile.TemporaryDirectory(prefix="kitteh-run-") as sockets:
+        plan = _Plan(path, original, setup, env, output, max_restarts, timeout, progress, sockets)
+        summary = plan.run()
     summary.seconds = time.perf_counter() - started
-    if output is not None:
-        nbformat.write(nb, output)
+    _count_activities(summary, path, session, since=time.time() - summary.seconds)
     return summary
+
+
+@dataclass
+class _Plan:
+    """One headless run: the notebook, how to start its kernels, how often to restart them."""
+
+    path: Path
+    original: Any
+    setup: str
+    env: dict[str, str]
+    output: Path | None
+    max_restarts: int
+    timeout: int | None
+    progress: bool
+    sockets: str
+
+    def run(self) -> RunSummary:
+        """Run until the notebook finishes, a cell fails or the restarts are used up."""
+        restarts = 0
+        while True:
+            nb = nbformat.from_dict(self.original)
+            nb.cells.insert(0, nbformat.v4.new_code_cell(self.setup, id="kitteh-magic-setup"))
+            summary = RunSummary(restarts=restarts)
+            bar = self._progress_bar(restarts) if self.progress else None
+            client = _Client(nb, summary, bar, timeout=self.timeout, kernel_name=_kernel_name(nb),
+                             resources={"metadata": {"path": str(self.path.parent)}},
+                             config=_ipc_config(self.sockets))
+            try:
+                client.execute(env=self.env)
+            except DeadKernelError:
+                if restarts < self.max_restarts:
+                    restarts += 1
+                    continue
+                summary.failed = f"the kernel died and {self.max_restarts} restarts are used up"
+            except CellExecutionError as err:
+                summary.failed = str(err).strip().splitlines()[-1] if str(err).strip() else "error"
+            finally:
+                if bar is not None:
+                    bar.close()
+            nb.cells.pop(0)
+            if self.output is not None:
+                nbformat.write(nb, self.output)
+            return summary
+
+    def _progress_bar(self, restarts: int) -> Any:
+        from tqdm import tqdm
+
+        total = sum(1 for c in self.original.cells if c.cell_type == "code" and c.source.strip())
+        desc = self.path.name if not restarts else f"{self.path.name} (restart {restarts})"
+        return tqdm(total=total, desc=desc, unit="cell")
+
+
+def _count_activities(summary: RunSummary, path: Path, session: str | None,
+                      since: float) -> None:
+    """Activities of the steps this run executed, from the store's metadata."""
+    from . import locate
+    from .catalog import Catalog
+    from .store import Store
+
+    directory = locate.store_dir(path)
+    if not (directory / "index").is_dir():
+        return
+    store = Store(directory)
+    try:
+        name = session or locate.session_name(path, directory)
+        for ptr in Catalog(store).steps(name):
+            if ptr.last == "executed" and ptr.finished >= since:
+                summary.activities += ptr.activities
+                summary.resumed += ptr.resumed
+    finally:
+        store.close()
 
 
 def _is_plain(source: str) -> bool:
@@ -151,12 +206,14 @@ def _is_plain(source: str) -> bool:
     return any(line.lstrip().startswith(("%", "!")) for line in source.splitlines())
 
 
+def _ipc_config(directory: str) -> Config:
+    """Local sockets rather than TCP: nothing to expose, and no encryption warning per kernel.
+
+    The socket path must be absolute: the kernel runs in the notebook's folder, the client here.
+    """
+    return Config({"KernelManager": {"transport": "ipc",
+                                     "ip": os.path.join(directory, "kernel")}})
+
+
 def _kernel_name(nb: Any) -> str:
     return str(nb.metadata.get("kernelspec", {}).get("name") or "python3")
-
-
-def _progress_bar(total: int, name: str, restarts: int) -> Any:
-    from tqdm import tqdm
-
-    desc = name if not restarts else f"{name} (restart {restarts})"
-    return tqdm(total=total, desc=desc, unit="cell")

@@ -61,7 +61,7 @@ def step_rows(steps: list[StepPointer]) -> list[dict[str, Any]]:
         "step": p.step, "state": _derived_state(p, producers), "cell_id": p.cell_id,
         "seq": p.seq, "runs": p.runs, "replays": p.replays, "duration": p.duration,
         "saved": p.saved, "size": p.size, "activities": p.activities, "started": p.started,
-        "finished": p.finished, "error": p.error, "key": p.key,
+        "finished": p.finished, "error": p.error, "key": p.key, "resumed": p.resumed,
     } for p in steps]
 
 
@@ -166,6 +166,8 @@ def render_journal(step: str, source: str, entries: list[dict[str, Any]]) -> str
     for entry in entries:
         outcome = {"done": "ok", "error": entry.get("error_text") or "error",
                    "started": "started, never finished"}.get(entry.get("state", ""), "?")
+        if entry.get("replayed"):
+            outcome += " (from the journal)"
         if entry.get("unsaved"):
             outcome += f" (result not saved: {entry['unsaved']})"
         if entry.get("effect"):

@@ -295,7 +295,10 @@ class StepRun:
             duration=duration, size=size)
         activities = self._activities
         if activities is not None:
-            record.activities, record.journal = activities.count, activities.journal.log()
+            record.activities = activities.count
+            record.resumed = len(activities.from_journal)
+            record.journal = [{**doc, "replayed": doc["pos"] in activities.from_journal}
+                              for doc in activities.journal.log()]
         engine.catalog.put_record(record)
         if activities is not None and record.complete:
             activities.journal.clear()  # the record replays the whole step now
@@ -305,7 +308,7 @@ class StepRun:
             ptr.state, ptr.last, ptr.key = "done", "executed", key
             ptr.runs += 1
             ptr.duration, ptr.size, ptr.finished = duration, size, record.finished
-            ptr.activities = record.activities
+            ptr.activities, ptr.resumed = record.activities, record.resumed
             ptr.inputs, ptr.error = dict(self._inputs), None
             ptr.outputs = {n: e["token"] for n, e in outputs.items()}
             if key not in ptr.keys:

@@ -42,11 +42,47 @@ CELLS = [
 ]
 
 
-def main() -> None:
-    nb = new_notebook(cells=CELLS)
+RESUME_CELLS = [
+    new_markdown_cell(
+        "# Resume after a crash\n\n"
+        "`ask_model` is an activity: each answer is journaled as it arrives. The kernel dies after "
+        "the third of five slow, paid calls. Run the cell again (or let `kitteh-magic run "
+        "--max-restarts 1` do it): the first three answers come back from the journal at once, "
+        "with the times they were first received, and only the last two are asked again."),
+    new_code_cell("%load_ext kitteh_magic"),
+    new_code_cell(
+        "%%durable ask\n"
+        "import os, signal, time\n"
+        "import kitteh_magic as km\n"
+        "\n"
+        "@km.activity\n"
+        "def ask_model(question):\n"
+        "    time.sleep(1)  # stands in for a slow, paid API call\n"
+        "    return f'answer to {question!r}'\n"
+        "\n"
+        "answers = []\n"
+        "for i, question in enumerate(['revenue?', 'churn?', 'forecast?', 'risks?', 'plan?']):\n"
+        "    answers.append(ask_model(question))\n"
+        "    print(time.strftime('%H:%M:%S'), 'answer', i + 1)\n"
+        "    if i == 2 and not os.path.exists('.kitteh/crashed-once'):\n"
+        "        open('.kitteh/crashed-once', 'w').close()\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)  # the kernel dies here, once\n"
+        "answers"),
+    new_code_cell("%durable log ask"),
+]
+
+
+def write(path: Path, cells: list[nbformat.NotebookNode]) -> None:
+    nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    nbformat.write(nb, Path(__file__).with_name("demo.ipynb"))
+    nbformat.write(nb, path)
+
+
+def main() -> None:
+    here = Path(__file__).parent
+    write(here / "demo.ipynb", CELLS)
+    write(here / "resume_demo.ipynb", RESUME_CELLS)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 export PATH="$PWD/.venv/bin:$PATH"
 pip install --quiet --upgrade pip
-pip install --quiet -e ".[test,lab,browser]"
+# The committed extension build is used; scripts/build-labextension.sh rebuilds it.
+SKIP_JUPYTER_BUILDER=1 pip install --quiet -e ".[test,lab,browser]"
 
 bash scripts/install-chromium.sh
 if [ -n "${CI:-}" ]; then

@@ -12,7 +12,14 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from kitteh_magic.catalog import Catalog
-from kitteh_magic.records import StepPointer, StepRecord, pointer_key, session_key
+from kitteh_magic.records import (
+    JournalEntry,
+    StepPointer,
+    StepRecord,
+    entry_key,
+    pointer_key,
+    session_key,
+)
 from kitteh_magic.store import Store
 
 NOTEBOOK = "nb/analysis.ipynb"
@@ -76,6 +83,10 @@ def store_dir(jp_root_dir: Path) -> Path:
                 catalog.put_record(StepRecord(
                     key=key, session=ptr.session, step=ptr.step, code="x = 1",
                     outputs={"x": {"ref": tripwire, "token": "t", "type": "Tripwire"}}))
+        # The interrupted step had journaled two activities (results are values: never loaded).
+        for pos in range(2):
+            entry = JournalEntry(pos=pos, callee="api.get", args="digest", result=tripwire)
+            store.put_json(entry_key("analysis.ipynb", "plot", pos), entry.to_doc(), sign=True)
     return directory
 
 
@@ -120,6 +131,22 @@ async def test_steps_in_order_with_derived_states(jp_fetch: Any, store_dir: Path
     assert reply["totals"]["steps"] == 4
     assert reply["totals"]["size"] == sum(r["size"] for r in rows)
     assert reply["totals"]["saved"] == pytest.approx(5.0)
+    assert not LOADS
+
+
+async def test_unfinished_steps_count_their_journal(jp_fetch: Any, store_dir: Path) -> None:
+    """A running step's pointer is written at start and end only: its live activity count comes
+    from the journal entries written as each call finishes."""
+    reply = await get(jp_fetch, "steps", path=NOTEBOOK)
+    rows = {r["step"]: r for r in reply["steps"]}
+    assert rows["plot"]["state"] == "interrupted" and rows["plot"]["journaled"] == 2
+    assert rows["load"]["journaled"] is None  # finished: its count is the pointer's
+
+    with Store(store_dir) as store:
+        entry = JournalEntry(pos=2, callee="api.get", args="digest")
+        store.put_json(entry_key("analysis.ipynb", "plot", 2), entry.to_doc(), sign=True)
+    reply = await get(jp_fetch, "steps", path=NOTEBOOK)
+    assert [r["journaled"] for r in reply["steps"] if r["step"] == "plot"] == [3]
     assert not LOADS
 
 

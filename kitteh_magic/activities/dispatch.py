@@ -61,6 +61,8 @@ class StepActivities:
         self.position = 0
         self.replayed = 0
         self.executed = 0
+        self.from_journal: set[int] = set()
+        """Positions whose outcome came from the journal in this execution."""
         self._failed: dict[int, BaseException] = {}
 
     @property
@@ -120,6 +122,7 @@ class StepActivities:
     def _replayed(self, fn: Any, entry: JournalEntry) -> Any:
         """The recorded outcome: the result, or the recorded exception raised again."""
         self.replayed += 1
+        self.from_journal.add(entry.pos)
         if entry.state == "error" and entry.error is not None:
             raise self.journal.load(entry.error)
         if entry.receiver is not None:

@@ -83,12 +83,32 @@ def _sessions(found: NotebookStore) -> dict[str, Any]:
             "sessions": docs}
 
 
-def _steps(found: NotebookStore, session: str) -> dict[str, Any]:
-    from kitteh_magic.status import session_status
+UNFINISHED = ("running", "interrupted")
+"""Row states whose execution has not finished: their pointer's counts are the previous run's."""
 
+
+def _steps(found: NotebookStore, session: str) -> dict[str, Any]:
     empty: dict[str, Any] = {"session": session, "steps": [],
              "totals": {"steps": 0, "size": 0, "saved": 0.0, "duration": 0.0}}
-    return _with_store(found, lambda store: session_status(store, session), empty)
+    return _with_store(found, lambda store: _status(store, session), empty)
+
+
+def _status(store: Store, session: str) -> dict[str, Any]:
+    """``session_status`` plus, for unfinished steps, how many activities are journaled so far.
+
+    The kernel writes a step's pointer when it starts and when it ends, but each activity's journal
+    entry as the call finishes; counting the entries (keys only, an index range scan) gives a live
+    count while the cell runs, and for an interrupted step the calls its next run will not repeat.
+    ``journaled`` is null for finished steps (their journal is cleared once recorded).
+    """
+    from kitteh_magic.records import journal_prefix
+    from kitteh_magic.status import session_status
+
+    reply = session_status(store, session)
+    for row in reply["steps"]:
+        row["journaled"] = (len(store.keys(journal_prefix(session, row["step"])))
+                            if row["state"] in UNFINISHED else None)
+    return reply
 
 
 def _invalidate(found: NotebookStore, session: str, step: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import { Cell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IDisposable } from '@lumino/disposable';
 
-import { STATE_GLYPHS, STATE_HELP, formatSeconds, formatSize } from './format';
+import { STATE_GLYPHS, STATE_HELP, activityFact, calls, formatSeconds, formatSize } from './format';
 import { DurableModel } from './model';
 import { IStepRow, STEP_STATES } from './tokens';
 
@@ -16,13 +16,17 @@ const BADGE_CLASS = 'km-Badge';
 
 /** The badge's text: short enough for one line above the editor. */
 export function badgeText(row: IStepRow): string {
+  const activities = activityFact(row);
+  const count = activities === null ? '' : ` · ${calls(activities.count)}`;
   switch (row.state) {
     case 'done':
-      return `durable · ${formatSeconds(row.duration)}`;
+      return `durable · ${formatSeconds(row.duration)}${count}`;
     case 'replayed':
-      return row.saved >= 0.001 ? `replayed · saved ${formatSeconds(row.saved)}` : 'replayed';
+      return (row.saved >= 0.001 ? `replayed · saved ${formatSeconds(row.saved)}` : 'replayed') + count;
     case 'running':
-      return 'running…';
+      return `running…${count}`;
+    case 'interrupted':
+      return activities === null ? 'interrupted' : `interrupted · ${activities.text}`;
     default:
       return row.state;
   }
@@ -32,8 +36,12 @@ function badgeTitle(row: IStepRow): string {
   const lines = [
     `step “${row.step}”: ${STATE_HELP[row.state] ?? row.state}`,
     `runs ${row.runs}, replays ${row.replays}, last run ${formatSeconds(row.duration)}`,
-    `saved ${formatSeconds(row.saved)}, stored ${formatSize(row.size)}, ${row.activities} activities`
+    `saved ${formatSeconds(row.saved)}, stored ${formatSize(row.size)}`
   ];
+  const activities = activityFact(row);
+  if (activities !== null) {
+    lines.push(activities.title);
+  }
   if (row.error) {
     lines.push(row.error);
   }

@@ -1,26 +1,59 @@
 /**
  * Human-readable numbers and state labels shared by the sidebar and the badges.
  */
-import { StepState } from './tokens';
+import { IStepRow, StepState } from './tokens';
 
 /** Seconds as `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`. */
 export function formatSeconds(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds <= 0) {
     return '0 s';
   }
-  if (seconds < 1) {
+  if (seconds < 0.9995) {
     return `${Math.round(seconds * 1000)} ms`;
   }
-  if (seconds < 60) {
+  if (seconds < 59.95) {
     return `${seconds.toFixed(1)} s`;
   }
-  const minutes = Math.floor(seconds / 60);
+  // Round first, so 119.6 s is "2 min 00 s", not "1 min 60 s".
+  const total = Math.round(seconds);
+  const minutes = Math.floor(total / 60);
   if (minutes < 60) {
-    const rest = Math.round(seconds - minutes * 60);
-    return `${minutes} min ${String(rest).padStart(2, '0')} s`;
+    return `${minutes} min ${String(total - minutes * 60).padStart(2, '0')} s`;
   }
   const hours = Math.floor(minutes / 60);
   return `${hours} h ${String(minutes - hours * 60).padStart(2, '0')} min`;
+}
+
+/**
+ * Seconds in a compact form for narrow places (the sidebar): `850ms`,
+ * `12.3s`, `2m 06s`, `2h 03m`. Never wider than 7 characters below 100 h.
+ */
+export function formatSecondsShort(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    return '0s';
+  }
+  if (seconds < 0.9995) {
+    return `${Math.round(seconds * 1000)}ms`;
+  }
+  if (seconds < 59.95) {
+    return `${seconds.toFixed(1)}s`;
+  }
+  const total = Math.round(seconds);
+  const minutes = Math.floor(total / 60);
+  if (minutes < 60) {
+    return `${minutes}m ${String(total - minutes * 60).padStart(2, '0')}s`;
+  }
+  const hours = Math.floor(minutes / 60);
+  return `${hours}h ${String(minutes - hours * 60).padStart(2, '0')}m`;
+}
+
+/**
+ * What the session picker shows for a session name: a path session (a
+ * notebook outside its store's folder) by its file name only.
+ */
+export function sessionLabel(name: string): string {
+  const slash = name.replace(/\/+$/, '').lastIndexOf('/');
+  return slash < 0 ? name : name.slice(slash + 1);
 }
 
 /** Bytes as `512 B`, `1.2 KB`, `3.4 MB` (powers of 1024). */
@@ -46,6 +79,17 @@ export const STATE_GLYPHS: Readonly<Record<StepState, string>> = {
   invalidated: '∅'
 };
 
+/** What an activity is, for tooltips. */
+export const ACTIVITY_HELP =
+  'Activities are calls that leave the notebook (HTTP, SDK clients, databases, ' +
+  'clocks, randomness, time.sleep): each is journaled as it finishes, so a replay ' +
+  'or a re-run after a crash takes its result from the store instead of calling again.';
+
+/** The plural of "call". */
+export function calls(n: number): string {
+  return `${n} call${n === 1 ? '' : 's'}`;
+}
+
 /** What each state means, for tooltips. */
 export const STATE_HELP: Readonly<Record<StepState, string>> = {
   done: 'done: executed and saved',
@@ -56,3 +100,47 @@ export const STATE_HELP: Readonly<Record<StepState, string>> = {
   interrupted: 'interrupted: the kernel running it is gone',
   invalidated: 'invalidated: the next run executes it'
 };
+
+/** A step's activity count as shown: short text and what it means. */
+export interface IActivityFact {
+  count: number;
+  text: string;
+  title: string;
+}
+
+/**
+ * The activity count a row shows, or null when it has none to show. A
+ * running step counts its journal live; a finished one shows its last run's.
+ */
+export function activityFact(row: IStepRow): IActivityFact | null {
+  if (row.state === 'running' || row.state === 'interrupted') {
+    const n = row.journaled ?? 0;
+    if (n === 0) {
+      return null;
+    }
+    const title =
+      row.state === 'running'
+        ? `${n} ${n === 1 ? 'activity' : 'activities'} journaled so far in this run ` +
+          '(counted as each call finishes).'
+        : `The interrupted run journaled ${n} ${n === 1 ? 'activity' : 'activities'}: ` +
+          `re-running the cell takes their results from the journal and goes on from call ${n + 1}.`;
+    const text = row.state === 'running' ? `${calls(n)} so far` : `${calls(n)} journaled`;
+    return { count: n, text, title: `${title}\n${ACTIVITY_HELP}` };
+  }
+  const n = row.activities;
+  if (!n) {
+    return null;
+  }
+  const resumed = row.resumed ?? 0;
+  let title: string;
+  if (row.state === 'replayed') {
+    title = `${n} ${n === 1 ? 'activity' : 'activities'} in the recorded run; the replay called none of them.`;
+  } else if (row.state === 'failed') {
+    title = `${n} ${n === 1 ? 'activity' : 'activities'} before the failure.`;
+  } else {
+    title = `${n} ${n === 1 ? 'activity' : 'activities'} journaled in the last run` +
+      (resumed > 0 ? `, ${resumed} of them taken from the journal of an interrupted run.` : '.');
+  }
+  const text = resumed > 0 && row.state !== 'replayed' ? `${calls(n)} (${resumed} resumed)` : calls(n);
+  return { count: n, text, title: `${title}\n${ACTIVITY_HELP}` };
+}

@@ -7,7 +7,15 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { CommandIDs } from './actions';
-import { STATE_GLYPHS, STATE_HELP, formatSeconds, formatSize } from './format';
+import {
+  STATE_GLYPHS,
+  STATE_HELP,
+  activityFact,
+  formatSeconds,
+  formatSecondsShort,
+  formatSize,
+  sessionLabel
+} from './format';
 import { durableIcon } from './icons';
 import { DurableModel } from './model';
 import { IStepRow } from './tokens';
@@ -109,35 +117,55 @@ export class DurableSidebar extends Widget {
     const box = el('div', 'km-Sidebar-session');
     const names = this.model.sessions;
     const current = this.model.session ?? '';
+    const mine = this.model.defaultSession;
+    // Path sessions by file name; the full name when two would read the same.
+    const labels = new Map<string, number>();
+    for (const name of names) {
+      labels.set(sessionLabel(name), (labels.get(sessionLabel(name)) ?? 0) + 1);
+    }
+    const label = (name: string): string =>
+      (labels.get(sessionLabel(name)) ?? 0) > 1 ? name : sessionLabel(name);
+    const help = (name: string): string =>
+      `Session “${name}”` + (name === mine ? ': the one this notebook’s kernel uses' : '');
     box.append(el('span', 'km-Sidebar-label', 'Session'));
     if (names.length <= 1) {
-      box.append(el('span', 'km-Sidebar-sessionName', current));
+      const only = el('span', 'km-Sidebar-sessionName', label(current));
+      only.title = help(current);
+      box.append(only);
       return box;
     }
     const select = el('select', 'jp-mod-styled km-SessionPicker');
     for (const name of names) {
-      const option = el('option', '', name === this.model.defaultSession ? `${name} (this kernel)` : name);
+      const option = el('option', '', name === mine ? `${label(name)} (this kernel)` : label(name));
       option.value = name;
+      option.title = help(name);
       option.selected = name === current;
       select.append(option);
     }
+    select.title = help(current);
     select.addEventListener('change', () => this.model.selectSession(select.value));
-    box.append(select);
+    // JupyterLab's styled select hides the native arrow: the wrapper draws one.
+    const wrap = el('div', 'km-SessionPicker-wrap');
+    wrap.append(select);
+    box.append(wrap);
     return box;
   }
 
   private _totals(): HTMLElement {
     const totals = this.model.totals;
     const box = el('div', 'km-Totals');
-    const item = (value: string, label: string, className: string): HTMLElement => {
+    const item = (value: string, label: string, title: string, className: string): HTMLElement => {
       const node = el('div', `km-Total ${className}`);
+      node.title = title;
       node.append(el('span', 'km-Total-value', value), el('span', 'km-Total-label', label));
       return node;
     };
     box.append(
-      item(String(totals.steps), totals.steps === 1 ? 'step' : 'steps', 'km-Total-steps'),
-      item(formatSize(totals.size), 'stored', 'km-Total-size'),
-      item(formatSeconds(totals.saved), 'saved', 'km-Total-saved')
+      item(String(totals.steps), totals.steps === 1 ? 'step' : 'steps',
+        'Steps in this session', 'km-Total-steps'),
+      item(formatSize(totals.size), 'stored', 'Stored size of the steps’ outputs', 'km-Total-size'),
+      item(formatSecondsShort(totals.saved), 'saved',
+        `Execution time that replays avoided: ${formatSeconds(totals.saved)}`, 'km-Total-saved')
     );
     return box;
   }
@@ -180,13 +208,29 @@ export class DurableSidebar extends Widget {
       node.title = title;
       meta.append(node);
     };
-    fact(formatSeconds(row.duration), 'duration of the last execution', 'km-Step-duration');
-    if (row.saved >= 0.001) {
-      fact(`saved ${formatSeconds(row.saved)}`,
-        `time saved by ${row.replays} replay${row.replays === 1 ? '' : 's'}`, 'km-Step-saved');
+    // An unfinished execution has no duration or size of its own yet: show the previous
+    // execution's, marked as such, and nothing when there was none.
+    const unfinished = row.state === 'running' || row.state === 'interrupted';
+    if (!unfinished) {
+      fact(formatSecondsShort(row.duration),
+        `duration of the last execution: ${formatSeconds(row.duration)}`, 'km-Step-duration');
+    } else if (row.duration > 0) {
+      fact(`last ${formatSecondsShort(row.duration)}`,
+        `duration of the previous execution: ${formatSeconds(row.duration)}`, 'km-Step-duration');
     }
-    fact(formatSize(row.size), 'stored size of its outputs', 'km-Step-size');
-    fact(`${row.activities} act.`, 'activities journaled', 'km-Step-activities');
+    if (row.saved >= 0.001) {
+      fact(`saved ${formatSecondsShort(row.saved)}`,
+        `time saved by ${row.replays} replay${row.replays === 1 ? '' : 's'}: ` +
+          formatSeconds(row.saved), 'km-Step-saved');
+    }
+    if (!unfinished || row.size > 0) {
+      fact(formatSize(row.size), 'stored size of its outputs', 'km-Step-size');
+    }
+    const activities = activityFact(row);
+    if (activities !== null) {
+      fact(activities.text, activities.title, 'km-Step-activities');
+      item.dataset.activities = String(activities.count);
+    }
     item.append(top, meta);
     if (row.error) {
       item.append(el('div', 'km-Step-error', row.error));

@@ -39,7 +39,16 @@ export interface IStepRow {
   saved: number;
   /** Bytes stored for the step's outputs. */
   size: number;
+  /** Activities (journaled calls) of the last finished execution or replay. */
   activities: number;
+  /** How many of those the last execution took from an earlier run's journal. */
+  resumed: number;
+  /**
+   * Running or interrupted steps only (else null): journal entries written
+   * so far by the unfinished execution, counted live by the server (the
+   * kernel writes the step's pointer at start and end only).
+   */
+  journaled: number | null;
   /** Unix times (seconds). */
   started: number;
   finished: number;

@@ -177,9 +177,12 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     page = context.new_page()
     page.set_default_timeout(30_000)
     yield page
+    failed = ARTIFACTS / f"failed-{request.node.name}.png"
     if request.node.stash.get(FAILED, False):
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"))
+        page.screenshot(path=str(failed))
+    else:
+        failed.unlink(missing_ok=True)  # an earlier failure's picture would mislead
     context.close()
 
 
@@ -196,3 +199,11 @@ def jp_asyncio_loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup() -> Iterator[None]:
+    """Replace pytest-jupyter's autouse cleanup of the in-process ``ServerApp`` too: these tests
+    start none (JupyterLab runs in a subprocess), and its ``run_until_complete`` cannot run inside
+    Playwright's running loop (it left an un-awaited ``ServerApp._cleanup`` coroutine warning)."""
+    yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from conftest import Lab
 
 from kitteh_magic.catalog import Catalog
-from kitteh_magic.records import StepPointer, pointer_key
+from kitteh_magic.records import JournalEntry, StepPointer, entry_key, pointer_key
 from kitteh_magic.store import Store
 
 pytestmark = pytest.mark.browser
@@ -58,6 +59,9 @@ def set_theme(page: Any, lab: Lab, theme: str) -> None:
     page.wait_for_timeout(400)  # let the theme's stylesheet paint
 
 
+PATH_SESSION = "/srv/team/shared-experiments/hyperparameter-tuning-round-2.ipynb"
+
+
 def seed(lab: Lab, folder: str) -> tuple[str, Path]:
     """A notebook and a store written as kernels would have left them: one of each state."""
     cells = ["load", "clean", "features", "train", "plot", "report"]
@@ -80,13 +84,20 @@ def seed(lab: Lab, folder: str) -> tuple[str, Path]:
     }
     with Store(directory, key_file=Path(lab.env["KITTEH_MAGIC_KEY_FILE"])) as store:
         catalog = Catalog(store)
-        for session, names in (("pipeline.ipynb", cells), ("experiment-2", ["load"])):
+        # A path session (its notebook lives away from the store) with a long name.
+        sessions = (("pipeline.ipynb", cells), ("experiment-2", ["load"]),
+                    (PATH_SESSION, ["load"]))
+        for session, names in sessions:
             for name in names:
                 fields = {"finished": now - 30, "started": now - 40, **states[name]}
                 ptr = StepPointer(session=session, step=name, cell_id=f"cell-{name}",
                                   seq=catalog.claim_seq(session, str(lab.root / notebook)),
                                   **fields)
                 store.put_json(pointer_key(session, name), ptr.to_doc())
+        # The interrupted step had journaled two calls when its kernel went away.
+        for pos in range(2):
+            entry = JournalEntry(pos=pos, callee="requests.get", args="digest")
+            store.put_json(entry_key("pipeline.ipynb", "plot", pos), entry.to_doc(), sign=True)
     return notebook, directory
 
 
@@ -101,10 +112,39 @@ def test_panel_shows_every_state_and_badges(page: Any, lab: Lab, artifacts: Path
         row(page, step, state).wait_for()
     assert page.locator(f"{PANEL} .km-Step").count() == len(expected)
     assert page.inner_text(f"{PANEL} .km-Total-steps .km-Total-value") == "6"
-    assert page.inner_text(f"{PANEL} .km-Total-saved .km-Total-value") == "2 min 06 s"
-    assert "saved 2 min 06 s" in row(page, "clean").inner_text()
+    # Compact durations in the narrow panel, the long form in tooltips.
+    assert page.inner_text(f"{PANEL} .km-Total-saved .km-Total-value") == "2m 06s"
+    assert "2 min 06 s" in page.get_attribute(f"{PANEL} .km-Total-saved", "title")
+    assert "saved 2m 06s" in row(page, "clean").inner_text()
+    activities = row(page, "load").locator(".km-Step-activities")
+    assert activities.inner_text() == "3 calls"
+    assert "calls that leave the notebook" in activities.get_attribute("title")
+    assert row(page, "features").locator(".km-Step-activities").count() == 0  # none: no noise
+    assert row(page, "plot").locator(".km-Step-activities").inner_text() == "2 calls journaled"
+    assert badge(page, "plot").inner_text().endswith("interrupted · 2 calls journaled")
     assert "ValueError: Input contains NaN" in row(page, "train").inner_text()
-    assert page.locator(f"{PANEL} select.km-SessionPicker option").count() == 2
+    # The picker: path sessions by file name (full name in the tooltip), shrinking to fit.
+    options = page.locator(f"{PANEL} select.km-SessionPicker option")
+    assert options.count() == 3
+    assert options.nth(0).inner_text() == "pipeline.ipynb (this kernel)"
+    path_option = page.locator(f'{PANEL} option[value="{PATH_SESSION}"]')
+    assert path_option.inner_text() == "hyperparameter-tuning-round-2.ipynb"
+    assert PATH_SESSION in path_option.get_attribute("title")
+    assert "pipeline.ipynb" in page.get_attribute(f"{PANEL} select.km-SessionPicker", "title")
+    fits = page.evaluate("""panel => {
+      const box = node => document.querySelector(panel + ' ' + node).getBoundingClientRect();
+      const values = [...document.querySelectorAll(panel + ' .km-Total-value')];
+      return {
+        picker: box('.km-SessionPicker').right <= box('.km-Sidebar-session').right + 0.5,
+        oneLine: values.every(v => {
+          const style = getComputedStyle(v);
+          const line = parseFloat(style.lineHeight) || 1.3 * parseFloat(style.fontSize);
+          return v.getBoundingClientRect().height < 1.6 * line;
+        }),
+        unclipped: values.every(v => v.scrollWidth <= v.clientWidth),
+      };
+    }""", PANEL)
+    assert fits == {"picker": True, "oneLine": True, "unclipped": True}
     assert "replayed · saved 2 min 06 s" in badge(page, "clean").inner_text()
     assert "durable · 12.3 s" in badge(page, "load").inner_text()
     assert badge(page, "train").inner_text().endswith("failed")
@@ -218,3 +258,53 @@ def test_run_restart_replay_invalidate_restore_reset(
     accept_dialog(page)
     page.wait_for_selector(f"{PANEL} .km-Sidebar-empty")
     assert badge(page, "load").count() == 0
+
+
+ASK = """%%durable calls
+import time, kitteh_magic as km
+@km.activity
+def ask(i):
+    time.sleep(0.6)
+    return i * i
+answers = [ask(i) for i in range(5)]
+answers"""
+
+
+def test_activities_counted_live_then_replayed_after_restart(
+        page: Any, lab: Lab, artifacts: Path) -> None:
+    notebook = "acts/calls.ipynb"
+    lab.write_notebook(notebook, [("a-setup", "%load_ext kitteh_magic"), ("a-calls", ASK)])
+    open_notebook(page, lab, notebook)
+    page.wait_for_selector(f"{PANEL} .km-Sidebar-empty")
+
+    # While the cell runs, the count comes from the journal (one entry per finished call):
+    # seen between the first and the last of the five 0.6 s calls.
+    menu(page, "Run", "Run All Cells")
+    row(page, "calls", "running").locator(".km-Step-activities").filter(
+        has_text=re.compile(r"^[1-4] calls? so far$")).wait_for(timeout=5_000)
+    badge(page, "calls").filter(has_text=re.compile(r"running… · [1-4] calls?$")).wait_for()
+    page.screenshot(path=str(artifacts / "activities-running-light.png"))
+    done = row(page, "calls", "done")
+    done.wait_for(timeout=10_000)
+    assert done.get_attribute("data-activities") == "5"
+    activities = done.locator(".km-Step-activities")
+    assert activities.inner_text() == "5 calls"
+    assert activities.get_attribute("title").startswith("5 activities journaled in the last run")
+    badge(page, "calls").filter(has_text=re.compile(r"^✓durable · \d\.\d s · 5 calls$")).wait_for()
+    output_of(page, 1).filter(has_text="[0, 1, 4, 9, 16]").wait_for()
+
+    # A fresh kernel: the step replays from its record and none of the calls run again.
+    menu(page, "Kernel", "Restart Kernel…")
+    accept_dialog(page)
+    wait_for_kernel(page)
+    menu(page, "Run", "Run All Cells")
+    output_of(page, 1).filter(has_text="↻ replayed").wait_for(timeout=10_000)
+    output_of(page, 1).filter(has_text="[0, 1, 4, 9, 16]").wait_for()
+    replayed = row(page, "calls", "replayed")
+    replayed.wait_for(timeout=5_000)
+    assert replayed.get_attribute("data-activities") == "5"
+    assert "the replay called none of them" in replayed.locator(
+        ".km-Step-activities").get_attribute("title")
+    assert "saved" in replayed.inner_text()
+    badge(page, "calls").filter(has_text=re.compile(r"^↻replayed · saved .* · 5 calls$")).wait_for()
+    page.screenshot(path=str(artifacts / "activities-replayed-light.png"))

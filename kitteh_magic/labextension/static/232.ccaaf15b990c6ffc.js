@@ -1,4 +1,4 @@
-"use strict";(self.rspackChunkkitteh_magic=self.rspackChunkkitteh_magic||[]).push([[232],{475(e,r,o){var a=o(601),t=o.n(a),n=o(314),i=(o.n(n))()(t());i.push([e.id,`/* kitteh_magic: the Durable sidebar and cell badges. Colours come from
+"use strict";(self.rspackChunkkitteh_magic=self.rspackChunkkitteh_magic||[]).push([[232],{475(e,r,o){var t=o(601),a=o.n(t),n=o(314),i=(o.n(n))()(a());i.push([e.id,`/* kitteh_magic: the Durable sidebar and cell badges. Colours come from
    JupyterLab's theme variables so light and dark themes both work. */
 
 .km-Sidebar {
@@ -41,13 +41,16 @@
   display: flex;
   align-items: center;
   gap: 6px;
+  min-width: 0;
 }
 
 .km-Sidebar-label {
+  flex: none;
   color: var(--jp-ui-font-color2);
 }
 
 .km-Sidebar-sessionName {
+  min-width: 0;
   font-family: var(--jp-code-font-family);
   font-size: var(--jp-ui-font-size0);
   overflow: hidden;
@@ -55,21 +58,41 @@
   white-space: nowrap;
 }
 
-.km-SessionPicker {
-  flex: 1;
+.km-SessionPicker-wrap {
+  position: relative;
+  flex: 1 1 0;
+  min-width: 0;
+}
+
+.km-SessionPicker-wrap::after {
+  /* The arrow JupyterLab's styled select hides: a caret in the theme's text colour. */
+  content: '';
+  position: absolute;
+  top: 50%;
+  right: 8px;
+  margin-top: -2px;
+  border: 4px solid transparent;
+  border-top-color: var(--jp-ui-font-color2);
+  border-bottom: 0;
+  pointer-events: none;
+}
+
+.km-Sidebar .km-Sidebar-session select.km-SessionPicker {
+  display: block;
+  width: 100%;
   min-width: 0;
   height: 24px;
-  padding: 0 4px;
-  border: var(--jp-border-width) solid var(--jp-border-color1);
-  border-radius: var(--jp-border-radius);
-  background: var(--jp-input-background, var(--jp-layout-color1));
-  color: var(--jp-ui-font-color1);
+  padding: 0 22px 0 6px;
+  overflow: hidden;
+  text-overflow: ellipsis;
+  white-space: nowrap;
   font-size: var(--jp-ui-font-size1);
 }
 
 .km-Totals {
   display: grid;
-  grid-template-columns: repeat(3, 1fr);
+  /* minmax(0, …): a long value shrinks its column's content, never the grid's width. */
+  grid-template-columns: repeat(3, minmax(0, 1fr));
   gap: 4px;
 }
 
@@ -83,6 +106,10 @@
 }
 
 .km-Total-value {
+  max-width: 100%;
+  overflow: hidden;
+  text-overflow: ellipsis;
+  white-space: nowrap;
   font-size: var(--jp-ui-font-size2);
   font-weight: 600;
 }
@@ -198,6 +225,19 @@
   font-size: var(--jp-ui-font-size0);
 }
 
+.km-Step-meta > span {
+  white-space: nowrap;
+}
+
+.km-Step-activities {
+  cursor: help;
+}
+
+.km-state-running .km-Step-activities {
+  color: var(--km-running);
+  font-weight: 600;
+}
+
 .km-Step-saved {
   color: var(--km-replayed);
   font-weight: 600;
@@ -275,4 +315,4 @@
 .km-DurableCell .jp-InputPrompt {
   border-left: 2px solid var(--km-badge);
 }
-`,""]),o.d(r,{},{A:i})},314(e){e.exports=function(e){var r=[];return r.toString=function(){return this.map(function(r){var o="",a=void 0!==r[5];return r[4]&&(o+="@supports (".concat(r[4],") {")),r[2]&&(o+="@media ".concat(r[2]," {")),a&&(o+="@layer".concat(r[5].length>0?" ".concat(r[5]):""," {")),o+=e(r),a&&(o+="}"),r[2]&&(o+="}"),r[4]&&(o+="}"),o}).join("")},r.i=function(e,o,a,t,n){"string"==typeof e&&(e=[[null,e,void 0]]);var i={};if(a)for(var l=0;l<this.length;l++){var p=this[l][0];null!=p&&(i[p]=!0)}for(var d=0;d<e.length;d++){var s=[].concat(e[d]);a&&i[s[0]]||(void 0!==n&&(void 0===s[5]||(s[1]="@layer".concat(s[5].length>0?" ".concat(s[5]):""," {").concat(s[1],"}")),s[5]=n),o&&(s[2]&&(s[1]="@media ".concat(s[2]," {").concat(s[1],"}")),s[2]=o),t&&(s[4]?(s[1]="@supports (".concat(s[4],") {").concat(s[1],"}"),s[4]=t):s[4]="".concat(t)),r.push(s))}},r}},601(e){e.exports=function(e){return e[1]}},72(e){var r=[];function o(e){for(var o=-1,a=0;a<r.length;a++)if(r[a].identifier===e){o=a;break}return o}function a(e,a){for(var t={},n=[],i=0;i<e.length;i++){var l=e[i],p=a.base?l[0]+a.base:l[0],d=t[p]||0,s="".concat(p," ").concat(d);t[p]=d+1;var c=o(s),m={css:l[1],media:l[2],sourceMap:l[3],supports:l[4],layer:l[5]};if(-1!==c)r[c].references++,r[c].updater(m);else{var u=function(e,r){var o=r.domAPI(r);return o.update(e),function(r){r?(r.css!==e.css||r.media!==e.media||r.sourceMap!==e.sourceMap||r.supports!==e.supports||r.layer!==e.layer)&&o.update(e=r):o.remove()}}(m,a);a.byIndex=i,r.splice(i,0,{identifier:s,updater:u,references:1})}n.push(s)}return n}e.exports=function(e,t){var n=a(e=e||[],t=t||{});return function(e){e=e||[];for(var i=0;i<n.length;i++){var l=o(n[i]);r[l].references--}for(var p=a(e,t),d=0;d<n.length;d++){var s=o(n[d]);0===r[s].references&&(r[s].updater(),r.splice(s,1))}n=p}}},659(e){var r={};e.exports=function(e,o){var a=function(e){if(void 0===r[e]){var o=document.querySelector(e);if(window.HTMLIFrameElement&&o instanceof window.HTMLIFrameElement)try{o=o.contentDocument.head}catch(e){o=null}r[e]=o}return r[e]}(e);if(!a)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");a.appendChild(o)}},540(e){e.exports=function(e){var r=document.createElement("style");return e.setAttributes(r,e.attributes),e.insert(r,e.options),r}},56(e,r,o){e.exports=function(e){var r=o.nc;r&&e.setAttribute("nonce",r)}},206(e){e.exports=function(e){if("u"<typeof document)return{update:function(){},remove:function(){}};var r=e.insertStyleElement(e);return{update:function(o){var a,t,n;a="",o.supports&&(a+="@supports (".concat(o.supports,") {")),o.media&&(a+="@media ".concat(o.media," {")),(t=void 0!==o.layer)&&(a+="@layer".concat(o.layer.length>0?" ".concat(o.layer):""," {")),a+=o.css,t&&(a+="}"),o.media&&(a+="}"),o.supports&&(a+="}"),(n=o.sourceMap)&&"u">typeof btoa&&(a+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(n))))," */")),e.styleTagTransform(a,r,e.options)},remove:function(){var e;null===(e=r).parentNode||e.parentNode.removeChild(e)}}}},113(e){e.exports=function(e,r){if(r.styleSheet)r.styleSheet.cssText=e;else{for(;r.firstChild;)r.removeChild(r.firstChild);r.appendChild(document.createTextNode(e))}}},579(e,r,o){var a=o(72),t=o.n(a),n=o(206),i=o.n(n),l=o(659),p=o.n(l),d=o(56),s=o.n(d),c=o(540),m=o.n(c),u=o(113),v=o.n(u),f=o(475),k={};k.styleTagTransform=v(),k.setAttributes=s(),k.insert=p().bind(null,"head"),k.domAPI=i(),k.insertStyleElement=m(),t()(f.A,k),f.A&&f.A.locals&&f.A.locals}}]);
+`,""]),o.d(r,{},{A:i})},314(e){e.exports=function(e){var r=[];return r.toString=function(){return this.map(function(r){var o="",t=void 0!==r[5];return r[4]&&(o+="@supports (".concat(r[4],") {")),r[2]&&(o+="@media ".concat(r[2]," {")),t&&(o+="@layer".concat(r[5].length>0?" ".concat(r[5]):""," {")),o+=e(r),t&&(o+="}"),r[2]&&(o+="}"),r[4]&&(o+="}"),o}).join("")},r.i=function(e,o,t,a,n){"string"==typeof e&&(e=[[null,e,void 0]]);var i={};if(t)for(var l=0;l<this.length;l++){var p=this[l][0];null!=p&&(i[p]=!0)}for(var s=0;s<e.length;s++){var d=[].concat(e[s]);t&&i[d[0]]||(void 0!==n&&(void 0===d[5]||(d[1]="@layer".concat(d[5].length>0?" ".concat(d[5]):""," {").concat(d[1],"}")),d[5]=n),o&&(d[2]&&(d[1]="@media ".concat(d[2]," {").concat(d[1],"}")),d[2]=o),a&&(d[4]?(d[1]="@supports (".concat(d[4],") {").concat(d[1],"}"),d[4]=a):d[4]="".concat(a)),r.push(d))}},r}},601(e){e.exports=function(e){return e[1]}},72(e){var r=[];function o(e){for(var o=-1,t=0;t<r.length;t++)if(r[t].identifier===e){o=t;break}return o}function t(e,t){for(var a={},n=[],i=0;i<e.length;i++){var l=e[i],p=t.base?l[0]+t.base:l[0],s=a[p]||0,d="".concat(p," ").concat(s);a[p]=s+1;var c=o(d),m={css:l[1],media:l[2],sourceMap:l[3],supports:l[4],layer:l[5]};if(-1!==c)r[c].references++,r[c].updater(m);else{var u=function(e,r){var o=r.domAPI(r);return o.update(e),function(r){r?(r.css!==e.css||r.media!==e.media||r.sourceMap!==e.sourceMap||r.supports!==e.supports||r.layer!==e.layer)&&o.update(e=r):o.remove()}}(m,t);t.byIndex=i,r.splice(i,0,{identifier:d,updater:u,references:1})}n.push(d)}return n}e.exports=function(e,a){var n=t(e=e||[],a=a||{});return function(e){e=e||[];for(var i=0;i<n.length;i++){var l=o(n[i]);r[l].references--}for(var p=t(e,a),s=0;s<n.length;s++){var d=o(n[s]);0===r[d].references&&(r[d].updater(),r.splice(d,1))}n=p}}},659(e){var r={};e.exports=function(e,o){var t=function(e){if(void 0===r[e]){var o=document.querySelector(e);if(window.HTMLIFrameElement&&o instanceof window.HTMLIFrameElement)try{o=o.contentDocument.head}catch(e){o=null}r[e]=o}return r[e]}(e);if(!t)throw Error("Couldn't find a style target. This probably means that the value for the 'insert' parameter is invalid.");t.appendChild(o)}},540(e){e.exports=function(e){var r=document.createElement("style");return e.setAttributes(r,e.attributes),e.insert(r,e.options),r}},56(e,r,o){e.exports=function(e){var r=o.nc;r&&e.setAttribute("nonce",r)}},206(e){e.exports=function(e){if("u"<typeof document)return{update:function(){},remove:function(){}};var r=e.insertStyleElement(e);return{update:function(o){var t,a,n;t="",o.supports&&(t+="@supports (".concat(o.supports,") {")),o.media&&(t+="@media ".concat(o.media," {")),(a=void 0!==o.layer)&&(t+="@layer".concat(o.layer.length>0?" ".concat(o.layer):""," {")),t+=o.css,a&&(t+="}"),o.media&&(t+="}"),o.supports&&(t+="}"),(n=o.sourceMap)&&"u">typeof btoa&&(t+="\n/*# sourceMappingURL=data:application/json;base64,".concat(btoa(unescape(encodeURIComponent(JSON.stringify(n))))," */")),e.styleTagTransform(t,r,e.options)},remove:function(){var e;null===(e=r).parentNode||e.parentNode.removeChild(e)}}}},113(e){e.exports=function(e,r){if(r.styleSheet)r.styleSheet.cssText=e;else{for(;r.firstChild;)r.removeChild(r.firstChild);r.appendChild(document.createTextNode(e))}}},579(e,r,o){var t=o(72),a=o.n(t),n=o(206),i=o.n(n),l=o(659),p=o.n(l),s=o(56),d=o.n(s),c=o(540),m=o.n(c),u=o(113),v=o.n(u),f=o(475),k={};k.styleTagTransform=v(),k.setAttributes=d(),k.insert=p().bind(null,"head"),k.domAPI=i(),k.insertStyleElement=m(),a()(f.A,k),f.A&&f.A.locals&&f.A.locals}}]);
