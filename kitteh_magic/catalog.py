@@ -113,15 +113,12 @@ class Catalog:
 
     def clear_journal(self, session: str, step: str) -> int:
         """Drop the activity journal of a step's unfinished execution; returns its length."""
-        keys = self.store.keys(journal_prefix(session, step))
-        for key in keys:
-            self.store.delete(key)
-        return len(keys)
+        return self.store.delete_prefix(journal_prefix(session, step))
 
     def journal(self, session: str, step: str) -> list[JournalEntry]:
         """The journal of a step's unfinished execution, in call order (unverified read)."""
-        docs = (self.store.get_json(k) for k in self.store.keys(journal_prefix(session, step)))
-        return [JournalEntry.from_doc(d) for d in docs if d is not None]
+        items = self.store.json_items(journal_prefix(session, step))
+        return [JournalEntry.from_doc(doc) for _, doc in items if isinstance(doc, dict)]
 
     def invalidate_all(self, session: str) -> int:
         """Invalidate every step of a session; returns how many."""

@@ -80,15 +80,27 @@ def entry_key(session: str, step: str, position: int) -> str:
     return journal_prefix(session, step) + f"{position:08d}"
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 class _Doc:
     """JSON round trip shared by the documents; unknown fields are ignored (newer writers)."""
 
     def to_doc(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+        # Shallow on purpose: documents are encoded as JSON at once, so ``dataclasses.asdict``'s
+        # deep copy would only cost time (it dominated the cost of journaling an activity).
+        return {name: getattr(self, name) for name in _field_names(type(self))}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = _field_names(cls)
         return cls(**{k: v for k, v in doc.items() if k in names})
 
 

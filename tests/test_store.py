@@ -487,3 +487,54 @@ def test_collect_removes_unreferenced_values_and_stale_temporary_files(store: St
         True, True, False, False]
     assert store.get_value(keep_small) == "keep"
     assert not stale.exists() and fresh.exists()
+
+
+# -- journal-oriented operations -------------------------------------------------------------
+
+
+def test_embedded_value_round_trips_without_an_index_write(store: Store) -> None:
+    before = store.keys("km1/")
+    ref = store.embed_value({"answer": 42})
+    assert ref is not None and ref["kind"] == "embedded"
+    assert store.keys("km1/") == before
+    assert store.get_value(ref) == {"answer": 42}
+    assert store.embed_value(bytes(10_000), limit=4096) is None
+
+
+def test_tampered_embedded_value_is_refused(store: Store) -> None:
+    import base64
+
+    ref = store.embed_value([1, 2, 3])
+    assert ref is not None
+    frame = bytearray(base64.b64decode(ref["frame"]))
+    frame[-3] ^= 0xFF
+    ref["frame"] = base64.b64encode(bytes(frame)).decode()
+    with pytest.raises(DamagedRecordError):
+        store.get_value(ref)
+
+
+def test_write_json_matches_put_json_for_every_reader(store: Store) -> None:
+    store.write_json("km1/jrn/s/a/00000000", {"pos": 0}, sign=True)
+    store.write_json("km1/jrn/s/a/00000001", {"pos": 1}, sign=True)
+    store.write_json("km1/jrn/s/a/00000001", {"pos": 1, "again": True}, sign=True)
+    assert store.get_json("km1/jrn/s/a/00000001", signed=True) == {"pos": 1, "again": True}
+    items = store.json_items("km1/jrn/s/a/", signed=True)
+    assert [key for key, _ in items] == ["km1/jrn/s/a/00000000", "km1/jrn/s/a/00000001"]
+    assert items[0][1] == {"pos": 0}
+
+
+def test_json_items_reports_a_damaged_document_without_hiding_the_others(store: Store) -> None:
+    store.put_json("km1/jrn/s/b/00000000", {"pos": 0}, sign=True)
+    store.put_json("km1/jrn/s/b/00000001", {"pos": 1})  # not signed
+    items = dict(store.json_items("km1/jrn/s/b/", signed=True))
+    assert items["km1/jrn/s/b/00000000"] == {"pos": 0}
+    assert isinstance(items["km1/jrn/s/b/00000001"], DamagedRecordError)
+
+
+def test_delete_prefix_removes_only_that_prefix(store: Store) -> None:
+    for i in range(5):
+        store.write_json(f"km1/jrn/s/c/{i:08d}", {"pos": i})
+    store.write_json("km1/jrn/s/cc/00000000", {"pos": 0})
+    assert store.delete_prefix("km1/jrn/s/c/") == 5
+    assert store.keys("km1/jrn/s/c/") == []
+    assert store.keys("km1/jrn/s/cc/") == ["km1/jrn/s/cc/00000000"]

@@ -38,25 +38,29 @@ class Journal:
         self._load()
 
     def _load(self) -> None:
-        for key in self.store.keys(journal_prefix(self.session, self.step)):
-            try:
-                doc = self.store.get_json(key, signed=True)
-            except DamagedRecordError as err:
+        items = self.store.json_items(journal_prefix(self.session, self.step), signed=True)
+        for key, doc in items:
+            if isinstance(doc, DamagedRecordError):
                 # Everything from a damaged entry on is dropped: positions must stay contiguous.
-                warnings.warn(f"step {self.step!r}: journal entry {key!r} is damaged ({err}); "
+                warnings.warn(f"step {self.step!r}: journal entry {key!r} is damaged ({doc}); "
                               "that call and the ones after it will run again.",
                               DamagedStoreWarning, stacklevel=2)
                 self._truncate(int(key.rsplit("/", 1)[1]))
                 return
-            if doc is not None:
-                entry = JournalEntry.from_doc(doc)
-                self.entries[entry.pos] = entry
+            entry = JournalEntry.from_doc(doc)
+            self.entries[entry.pos] = entry
 
     def _truncate(self, position: int) -> None:
-        for pos in [p for p in self.entries if p >= position]:
+        doomed = [p for p in self.entries if p >= position]
+        for pos in doomed:
             del self.entries[pos]
-        for key in self.store.keys(journal_prefix(self.session, self.step)):
-            if int(key.rsplit("/", 1)[1]) >= position:
+        if position == 0:
+            self.store.delete_prefix(journal_prefix(self.session, self.step))
+            return
+        keys = [k for k in self.store.keys(journal_prefix(self.session, self.step))
+                if int(k.rsplit("/", 1)[1]) >= position]
+        with self.store.transaction():
+            for key in keys:
                 self.store.delete(key)
 
     def get(self, position: int) -> JournalEntry | None:
@@ -75,28 +79,34 @@ class Journal:
 
         A result that cannot be pickled is noted as ``unsaved``: replay calls it again.
         """
-        with self.store.transaction():
-            if result is not NOTHING:
-                entry.result, entry.unsaved = self._save(result)
-            if error is not None:
-                entry.error, _ = self._save(error)
-                entry.error_text = f"{type(error).__name__}: {error}"
-            if receiver is not NOTHING:
-                entry.receiver, _ = self._save(receiver)
-            entry.finished = time.time()
-            self._put(entry)
+        # Values first: a large one is a value of its own, and the entry that refers to it is
+        # written last, so a kill in between leaves no entry pointing at nothing.
+        if result is not NOTHING:
+            entry.result, entry.unsaved = self._save(result)
+        if error is not None:
+            entry.error, _ = self._save(error)
+            entry.error_text = f"{type(error).__name__}: {error}"
+        if receiver is not NOTHING:
+            entry.receiver, _ = self._save(receiver)
+        entry.finished = time.time()
+        self._put(entry)
         return entry
 
     def _save(self, value: Any) -> tuple[dict[str, Any] | None, str | None]:
+        # A small result travels inside the entry (one index write per call); a large one is a
+        # value of its own, content addressed like step outputs.
         try:
-            return dict(self.store.put_value(value, namespace=self.namespace)), None
+            ref = self.store.embed_value(value, namespace=self.namespace)
+            if ref is None:
+                ref = self.store.put_value(value, namespace=self.namespace)
+            return dict(ref), None
         except UnpicklableError as err:
             return None, err.type_name
 
     def _put(self, entry: JournalEntry) -> None:
         self.entries[entry.pos] = entry
-        self.store.put_json(entry_key(self.session, self.step, entry.pos), entry.to_doc(),
-                            sign=True)
+        self.store.write_json(entry_key(self.session, self.step, entry.pos), entry.to_doc(),
+                              sign=True)
 
     def load(self, ref: dict[str, Any]) -> Any:
         """A recorded value (result, exception or receiver state), verified before unpickling."""

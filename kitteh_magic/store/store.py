@@ -10,16 +10,19 @@ Layout (see ARCHITECTURE.md)::
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import pickle
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import diskcache
+from diskcache.core import MODE_RAW
 
 from kitteh_magic import locate
 from kitteh_magic.errors import DamagedRecordError, StoreError
@@ -28,6 +31,7 @@ from kitteh_magic.store.frames import (
     SignedDisk,
     SignedDoc,
     decode_json,
+    encode_json,
     frame_parts,
     open_frame,
     pickle_value,
@@ -52,8 +56,10 @@ class ValueRef(TypedDict):
 
     digest: str
     size: int
-    kind: Literal["inline", "blob"]
+    kind: Literal["inline", "blob", "embedded"]
     type: str
+    frame: NotRequired[str]
+    """Only for ``embedded``: the signed frame itself, base64 (see :meth:`Store.embed_value`)."""
 
 
 def value_key(digest: str) -> str:
@@ -140,6 +146,24 @@ class Store:
                 size = self._blobs.write(digest, parts)
             return ValueRef(digest=digest, size=size, kind="blob", type=value.type_name)
 
+    def embed_value(self, obj: object, *, namespace: dict[str, Any] | None = None,
+                    limit: int = 4096) -> ValueRef | None:
+        """A small value as a self-contained ref (the signed frame inside it), or None if larger.
+
+        Nothing is written: the caller keeps the ref in a document of its own, so saving a
+        small result costs no index write (the activity journal writes one entry per call).
+
+        Raises:
+            UnpicklableError: ``obj`` cannot be pickled.
+        """
+        value = pickle_value(obj, namespace)
+        if value.payload_size > limit:
+            return None
+        parts, _ = frame_parts(value, self._signer)
+        frame = b"".join(parts)
+        return ValueRef(digest=value.digest, size=len(frame), kind="embedded",
+                        type=value.type_name, frame=base64.b64encode(frame).decode())
+
     def get_value(self, ref: Mapping[str, Any], *,
                   namespace: dict[str, Any] | None = None) -> object:
         """The value ``ref`` points to, verified before it is unpickled.
@@ -154,6 +178,15 @@ class Store:
                 newer format; a damaged record is dropped so that saving it again repairs it.
         """
         digest = _digest_of(ref)
+        if ref.get("kind") == "embedded":
+            try:
+                data = base64.b64decode(ref["frame"], validate=True)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DamagedRecordError(value_key(digest), "format", "bad embedded value") from exc
+            frame = open_frame(memoryview(data), value_key(digest), digest, self._signer,
+                               verify_limit=self.verify_limit, copy_buffers=True)
+            with restoring_into(namespace):
+                return pickle.loads(frame.stream, buffers=frame.buffers)
         try:
             frame = self._open(digest, ref.get("kind") == "blob", verify_limit=self.verify_limit)
         except DamagedRecordError as exc:
@@ -194,6 +227,24 @@ class Store:
         with self._failing("write " + key):
             self._cache.set(key, SignedDoc(doc) if sign else doc, retry=True)
 
+    def write_json(self, key: str, doc: Mapping[str, Any], *, sign: bool = False) -> None:
+        """:meth:`put_json` in one SQL statement, for the write on every activity call.
+
+        diskcache's ``set`` costs a transaction of three statements; an upsert on its table is
+        one, and its triggers keep the table's count and size settings right. The row is what
+        ``put_json`` would write, so every reader sees no difference.
+        """
+        text = encode_json(key, doc, self._signer if sign else None)
+        now = time.time()
+        with self._failing("write " + key):
+            self._cache._sql(
+                "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count,"
+                " tag, size, mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?,"
+                " NULL, ?) ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time,"
+                " access_time = excluded.access_time, mode = excluded.mode,"
+                " filename = NULL, value = excluded.value",
+                (key, now, now, MODE_RAW, text))
+
     def update_json(self, key: str,
                     fn: Callable[[dict[str, Any] | None], dict[str, Any] | None],
                     ) -> dict[str, Any] | None:
@@ -215,6 +266,34 @@ class Store:
         """Remove ``key`` (a document or a small value); absent keys are fine."""
         with self._failing("delete " + key):
             self._cache.delete(key, retry=True)
+
+    def json_items(self, prefix: str, *, signed: bool = False,
+                   ) -> list[tuple[str, dict[str, Any] | DamagedRecordError]]:
+        """Every document under ``prefix`` in key order, read with one range query.
+
+        A document that fails its check is returned as its ``DamagedRecordError``, so one bad
+        entry does not hide the others.
+        """
+        with self._failing("read " + prefix):
+            rows = self._rows(prefix)
+        items: list[tuple[str, dict[str, Any] | DamagedRecordError]] = []
+        for key, mode, filename, value in rows:
+            raw = self._cache.disk.fetch(mode, filename, value, False)
+            try:
+                items.append((key, decode_json(key, raw, self._signer if signed else None)))
+            except DamagedRecordError as err:
+                items.append((key, err))
+        return items
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key under ``prefix`` in one transaction; returns how many."""
+        # One range DELETE (diskcache's triggers keep its counters); documents and small values
+        # own no files, so nothing else needs removing.
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        with self._failing("delete " + prefix):
+            cursor = self._cache._sql("DELETE FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
+                                      (prefix, upper))
+        return int(cursor.rowcount)
 
     def keys(self, prefix: str) -> list[str]:
         """Every key starting with ``prefix``, sorted (an index range scan in SQLite)."""
@@ -324,6 +403,13 @@ class Store:
         with self._failing("drop damaged value " + digest):
             self._cache.delete(value_key(digest), retry=True)
             self._blobs.remove(digest)
+
+    def _rows(self, prefix: str) -> list[tuple[str, int, str | None, object]]:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows: list[tuple[str, int, str | None, object]] = self._cache._sql(
+            "SELECT key, mode, filename, value FROM Cache WHERE key >= ? AND key < ? AND raw = 1"
+            " ORDER BY key", (prefix, upper)).fetchall()
+        return rows
 
     def _range(self, prefix: str) -> Iterator[str]:
         # diskcache has no prefix query; its unique (key, raw) index makes this a range scan.
