@@ -56,3 +56,24 @@ def test_importing_the_package_does_not_need_jupyter_server() -> None:
     code = ("import sys, kitteh_magic, kitteh_magic.server, kitteh_magic.server.notebooks; "
             "sys.exit('jupyter_server' in sys.modules or 'tornado' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_jupyter_lists_both_extensions_enabled_and_ok() -> None:
+    """What a user checks after `pip install`: the installed environment, not the source tree."""
+    import os
+    import subprocess
+    import sys
+
+    jupyter = Path(sys.executable).with_name("jupyter")
+    env = {**os.environ, "NO_COLOR": "1", "JUPYTER_PLATFORM_DIRS": "1"}
+    lab = subprocess.run([str(jupyter), "labextension", "list"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    server = subprocess.run([str(jupyter), "server", "extension", "list"], capture_output=True,
+                            text=True, env=env, timeout=120)
+    strip = str.maketrans("", "", "\x1b")
+    lab_line = next(line for line in (lab.stdout + lab.stderr).translate(strip).splitlines()
+                    if "kitteh_magic" in line)
+    assert "enabled" in lab_line and "OK" in lab_line
+    server_text = (server.stdout + server.stderr).translate(strip)
+    assert "kitteh_magic" in server_text and "enabled" in server_text
+    assert "kitteh_magic 0.1.0" in server_text and "OK" in server_text

@@ -494,18 +494,17 @@ def test_collect_removes_unreferenced_values_and_stale_temporary_files(store: St
 
 def test_embedded_value_round_trips_without_an_index_write(store: Store) -> None:
     before = store.keys("km1/")
-    ref = store.embed_value({"answer": 42})
-    assert ref is not None and ref["kind"] == "embedded"
+    ref = store.put_value({"answer": 42}, embed=4096)
+    assert ref["kind"] == "embedded"
     assert store.keys("km1/") == before
     assert store.get_value(ref) == {"answer": 42}
-    assert store.embed_value(bytes(10_000), limit=4096) is None
+    assert store.put_value(bytes(10_000), embed=4096)["kind"] == "inline"
 
 
 def test_tampered_embedded_value_is_refused(store: Store) -> None:
     import base64
 
-    ref = store.embed_value([1, 2, 3])
-    assert ref is not None
+    ref = store.put_value([1, 2, 3], embed=4096)
     frame = bytearray(base64.b64decode(ref["frame"]))
     frame[-3] ^= 0xFF
     ref["frame"] = base64.b64encode(bytes(frame)).decode()

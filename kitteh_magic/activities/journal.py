@@ -21,6 +21,9 @@ from ..records import JournalEntry, entry_key, journal_prefix
 if TYPE_CHECKING:
     from ..store import Store
 
+EMBED = 4096
+"""Results whose pickle is at most this many bytes travel inside their journal entry."""
+
 NOTHING: Any = object()
 """Marks an argument that was not given (a result may legitimately be None)."""
 
@@ -96,10 +99,7 @@ class Journal:
         # A small result travels inside the entry (one index write per call); a large one is a
         # value of its own, content addressed like step outputs.
         try:
-            ref = self.store.embed_value(value, namespace=self.namespace)
-            if ref is None:
-                ref = self.store.put_value(value, namespace=self.namespace)
-            return dict(ref), None
+            return dict(self.store.put_value(value, namespace=self.namespace, embed=EMBED)), None
         except UnpicklableError as err:
             return None, err.type_name
 

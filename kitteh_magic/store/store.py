@@ -59,7 +59,7 @@ class ValueRef(TypedDict):
     kind: Literal["inline", "blob", "embedded"]
     type: str
     frame: NotRequired[str]
-    """Only for ``embedded``: the signed frame itself, base64 (see :meth:`Store.embed_value`)."""
+    """Only for ``embedded``: the signed frame itself, base64 (see :meth:`Store.put_value`)."""
 
 
 def value_key(digest: str) -> str:
@@ -118,10 +118,17 @@ class Store:
 
     # -- values -------------------------------------------------------------------------------
 
-    def put_value(self, obj: object, *, namespace: dict[str, Any] | None = None) -> ValueRef:
+    def put_value(self, obj: object, *, namespace: dict[str, Any] | None = None,
+                  embed: int = 0) -> ValueRef:
         """Save ``obj`` by content; a digest that is already stored writes nothing.
 
-        Functions whose globals are ``namespace`` are saved without them (see ``notebook.py``).
+        Args:
+            obj: the value.
+            namespace: functions whose globals are this dict are saved without them (see
+                ``notebook.py``).
+            embed: a value whose pickle is at most this many bytes is not written at all: the
+                ref carries its signed frame (``kind="embedded"``), for a caller that keeps
+                the ref in a document of its own (the activity journal: one write per call).
 
         Raises:
             UnpicklableError: ``obj`` cannot be pickled (names the offending type).
@@ -129,6 +136,10 @@ class Store:
         """
         value = pickle_value(obj, namespace)
         digest = value.digest
+        if value.payload_size <= embed:
+            frame = b"".join(frame_parts(value, self._signer)[0])
+            return ValueRef(digest=digest, size=len(frame), kind="embedded",
+                            type=value.type_name, frame=base64.b64encode(frame).decode())
         with self._failing("save value " + digest):
             if value.payload_size <= self.inline_limit:
                 key = value_key(digest)
@@ -145,24 +156,6 @@ class Store:
                 parts, _ = frame_parts(value, self._signer)
                 size = self._blobs.write(digest, parts)
             return ValueRef(digest=digest, size=size, kind="blob", type=value.type_name)
-
-    def embed_value(self, obj: object, *, namespace: dict[str, Any] | None = None,
-                    limit: int = 4096) -> ValueRef | None:
-        """A small value as a self-contained ref (the signed frame inside it), or None if larger.
-
-        Nothing is written: the caller keeps the ref in a document of its own, so saving a
-        small result costs no index write (the activity journal writes one entry per call).
-
-        Raises:
-            UnpicklableError: ``obj`` cannot be pickled.
-        """
-        value = pickle_value(obj, namespace)
-        if value.payload_size > limit:
-            return None
-        parts, _ = frame_parts(value, self._signer)
-        frame = b"".join(parts)
-        return ValueRef(digest=value.digest, size=len(frame), kind="embedded",
-                        type=value.type_name, frame=base64.b64encode(frame).decode())
 
     def get_value(self, ref: Mapping[str, Any], *,
                   namespace: dict[str, Any] | None = None) -> object:
