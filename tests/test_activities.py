@@ -345,3 +345,30 @@ def test_classification_by_running_the_calls(sdk_kernel: Kernel) -> None:
         "__main__.marked",                                          # decorated activity
         "acme_sdk._Completions.create",                             # method of a client object
     ], callees
+
+
+def test_marked_method_records_its_receivers_new_state(
+        sdk_kernel: Kernel, server: CountingServer) -> None:
+    """`km.activity(model.fit)(X)`: replay gives the model the state the call left it in."""
+    sdk_kernel.ok(textwrap.dedent("""\
+        import json, urllib.request
+        class Model:
+            def __init__(self):
+                self.weights = None
+            def fit(self, n):
+                with urllib.request.urlopen(f"{BASE}/item/{n}") as response:
+                    self.weights = json.loads(response.read())["item"] * 10
+                return self
+        """))
+    cell = textwrap.dedent("""\
+        %%durable train
+        model = Model()
+        km.activity(model.fit)(4)
+        if not globals().get("trained_once"):
+            raise RuntimeError("dies after training")
+        model.weights
+        """)
+    assert sdk_kernel.run(cell).error is not None
+    sdk_kernel.ok("trained_once = True")
+    assert sdk_kernel.ok(cell).text == "40"
+    assert server.hits["/item/4"] == 1
