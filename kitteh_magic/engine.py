@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from . import analysis, fingerprint, locate
+from . import analysis, codeprint, fingerprint, locate
 from .catalog import Catalog
 from .lineage import Lineage
 from .step import StepRun, StepSpec, type_name
@@ -112,8 +112,8 @@ class Engine:
             return
         for name in list(touched):
             value = self.namespace.get(name)
-            if value is not None and fingerprint.is_notebook_object(value):
-                touched |= fingerprint.global_reads(value)
+            if value is not None and codeprint.is_notebook_object(value):
+                touched |= codeprint.global_reads(value)
         self.lineage.drop(touched)
 
     def input_fingerprint(self, name: str, value: object) -> str:
@@ -128,8 +128,8 @@ class Engine:
             return "t:" + token
         if isinstance(value, ModuleType):
             return "m:" + fingerprint.module_token(value)
-        if fingerprint.is_notebook_object(value):
-            return "c:" + fingerprint.code_fingerprint(value)
+        if codeprint.is_notebook_object(value):
+            return "c:" + codeprint.code_fingerprint(value)
         try:
             return "v:" + fingerprint.fingerprint(value)
         except fingerprint.Unfingerprintable:
@@ -154,8 +154,8 @@ class Engine:
                 continue
             value = self.namespace[name]
             found[name] = self.input_fingerprint(name, value)
-            if fingerprint.is_notebook_object(value):
-                indirect = fingerprint.global_reads(value) - found.keys()
+            if codeprint.is_notebook_object(value):
+                indirect = codeprint.global_reads(value) - found.keys()
                 todo.extend(sorted(indirect))
                 if reached is not None:
                     reached.update(n for n in indirect if self._is_data(n))
@@ -164,7 +164,7 @@ class Engine:
     def _is_data(self, name: str) -> bool:
         value = self.namespace.get(name)
         return not (value is None or isinstance(value, ModuleType | type)
-                    or (callable(value) and fingerprint.is_notebook_object(value)))
+                    or (callable(value) and codeprint.is_notebook_object(value)))
 
     # status helpers ---------------------------------------------------------------------------
     def warn(self, category: type[Warning], message: str) -> None:
