@@ -44,13 +44,18 @@ class RunSummary:
     def __str__(self) -> str:
         from .status import human_seconds
 
-        text = (f"{self.executed} steps executed, {self.replayed} replayed "
-                f"({human_seconds(self.saved)} saved), {self.plain} plain cells, "
-                f"{self.restarts} kernel restarts, {human_seconds(self.seconds)} in all")
+        text = (f"{_count(self.executed, 'step')} executed, {self.replayed} replayed "
+                f"({human_seconds(self.saved)} saved), {_count(self.plain, 'plain cell')}, "
+                f"{_count(self.restarts, 'kernel restart')}, {human_seconds(self.seconds)} in all")
         if self.activities:
-            text += (f"\n{self.activities} activities in executed steps, {self.resumed} of them "
-                     "taken from the journal")
+            text += (f"\n{_count(self.activities, 'activity', 'activities')} in executed steps, "
+                     f"{self.resumed} of them taken from the journal")
         return text + (f"\nfailed: {self.failed}" if self.failed else "")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 class _Client(NotebookClient):
@@ -143,7 +148,7 @@ class _Plan:
     sockets: str
 
     def run(self) -> RunSummary:
-        """Run until the notebook finishes, a cell fails or the restarts are used up."""
+        """Run until the notebook finishes, a cell fails or no restart is left."""
         restarts = 0
         while True:
             nb = nbformat.from_dict(self.original)
@@ -159,7 +164,8 @@ class _Plan:
                 if restarts < self.max_restarts:
                     restarts += 1
                     continue
-                summary.failed = f"the kernel died and {self.max_restarts} restarts are used up"
+                summary.failed = ("the kernel died and no restart is left "
+                                  f"(--max-restarts {self.max_restarts})")
             except CellExecutionError as err:
                 summary.failed = str(err).strip().splitlines()[-1] if str(err).strip() else "error"
             finally:

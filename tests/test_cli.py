@@ -82,7 +82,7 @@ def test_run_resumes_after_the_kernel_dies(tmp_path: Path, env: dict[str, str]) 
     result = cli("run", str(nb), "-o", str(tmp_path / "out.ipynb"), "--max-restarts", "2",
                  cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 kernel restarts" in result.stdout
+    assert "1 kernel restart," in result.stdout
     assert "2 steps executed, 1 replayed" in result.stdout
     assert [runs(tmp_path, n) for n in ("before", "crash", "after")] == [1, 2, 1]
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
@@ -94,7 +94,7 @@ def test_run_gives_up_after_max_restarts(tmp_path: Path, env: dict[str, str]) ->
         "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"])
     result = cli("run", str(nb), "--max-restarts", "1", "-q", cwd=tmp_path, env=env)
     assert result.returncode == 1
-    assert "1 restarts are used up" in result.stdout
+    assert "no restart is left (--max-restarts 1)" in result.stdout
 
 
 def test_missing_notebook_is_a_clear_error(tmp_path: Path, env: dict[str, str]) -> None:
