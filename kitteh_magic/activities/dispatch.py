@@ -26,8 +26,13 @@ _STEP: ContextVar[StepActivities | None] = ContextVar("kitteh_step", default=Non
 _INSIDE: ContextVar[bool] = ContextVar("kitteh_inside_activity", default=False)
 
 
+_NO_ARGS = fingerprint.fingerprint(((), []))
+
+
 def args_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """Digest of a call's arguments: the only trace of them that is ever written."""
+    if not args and not kwargs:
+        return _NO_ARGS  # time.time(), random.random(): the commonest activities
     try:
         return fingerprint.fingerprint((args, sorted(kwargs.items())))
     except fingerprint.Unfingerprintable:
@@ -62,6 +67,7 @@ class StepActivities:
         self.replayed = 0
         self.executed = 0
         self.from_journal: set[int] = set()
+        self._policies: dict[Verdict, RetryPolicy] = {}
         """Positions whose outcome came from the journal in this execution."""
         self._failed: dict[int, BaseException] = {}
 
@@ -147,8 +153,11 @@ class StepActivities:
                 "call runs again."))
 
     def _policy(self, verdict: Verdict) -> RetryPolicy:
-        own = verdict.policy or RetryPolicy()
-        return own.merged(self.defaults)
+        policy = self._policies.get(verdict)
+        if policy is None:
+            policy = self._policies[verdict] = (verdict.policy or RetryPolicy()).merged(
+                self.defaults)
+        return policy
 
     def run(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> Any:

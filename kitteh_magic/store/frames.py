@@ -223,9 +223,13 @@ def _bind(digest: str) -> bytes:
     return b"km1/val/" + digest.encode()
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""Built once: ``json.dumps`` with non-default options builds an encoder per call."""
+
+
 def encode_json(key: str, doc: Mapping[str, Any], signer: Signer | None) -> str:
     """A document as one line of JSON, preceded by a signature line when ``signer`` is given."""
-    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODER.encode(doc)
     if signer is None:
         return text
     return f"{SIG_PREFIX}{_json_mac(signer, key, text).hex()}\n{text}"
