@@ -64,8 +64,6 @@ class StepActivities:
         self.defaults = defaults
         self._warn = warn
         self.position = 0
-        self.replayed = 0
-        self.executed = 0
         self.from_journal: set[int] = set()
         self._policies: dict[Verdict, RetryPolicy] = {}
         """Positions whose outcome came from the journal in this execution."""
@@ -102,12 +100,25 @@ class StepActivities:
     # -- one call -------------------------------------------------------------------------------
     def _begin(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> tuple[int, str, JournalEntry | None]:
+        """Take the next position and check it against the journal.
+
+        Returns the position, the argument digest and the entry to replay, or None when the call
+        must be made (then an effect is noted as started first: at most once).
+        """
         position = self.position
         self.position += 1
         digest = args_digest(args, kwargs)
         entry = self.journal.get(position)
-        if entry is None:
-            return position, digest, None
+        if entry is not None:
+            self._check(entry, verdict, position, digest)
+            if entry.unsaved:  # the result could not be saved: the call is made again
+                entry = None
+        if entry is None and verdict.effect:
+            self.journal.started(position, verdict.callee, digest)
+        return position, digest, entry
+
+    def _check(self, entry: JournalEntry, verdict: Verdict, position: int, digest: str) -> None:
+        """A journaled position replays only for the same call, and never a half-run effect."""
         if entry.callee != verdict.callee or entry.args != digest:
             raise NondeterminismError(
                 f"step {self.journal.step!r}: activity #{position + 1} was journaled as "
@@ -123,11 +134,9 @@ class StepActivities:
                 "so it may or may not have happened. If it happened, run "
                 f"`%durable effect {self.journal.step} {position + 1} done`; to run it again, "
                 f"`%durable effect {self.journal.step} {position + 1} redo`.")
-        return position, digest, entry
 
     def _replayed(self, fn: Any, entry: JournalEntry) -> Any:
         """The recorded outcome: the result, or the recorded exception raised again."""
-        self.replayed += 1
         self.from_journal.add(entry.pos)
         if entry.state == "error" and entry.error is not None:
             raise self.journal.load(entry.error)
@@ -159,38 +168,49 @@ class StepActivities:
                 self.defaults)
         return policy
 
+    def _journal_failure(self, fn: Any, verdict: Verdict, position: int, digest: str,
+                         started: float, live: Exception, attempts: int,
+                         awaitable: bool = False) -> Exception:
+        """Journal a live failure; returns the exception to raise (a replayable snapshot)."""
+        err = snapshot_error(live)
+        self._record(fn, verdict, position, digest, started, attempts, error=err,
+                     awaitable=awaitable)
+        return err
+
+    def _journal_result(self, fn: Any, verdict: Verdict, position: int, digest: str,
+                        started: float, result: Any, attempts: int,
+                        awaitable: bool = False) -> Any:
+        """Journal a live result; returns what the cell gets (a replayable snapshot)."""
+        result = snapshot(result)
+        self._record(fn, verdict, position, digest, started, attempts, result=result,
+                     awaitable=awaitable)
+        return result
+
     def run(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> Any:
         """Replay or make one synchronous activity call."""
         position, digest, entry = self._begin(fn, verdict, args, kwargs)
-        if entry is not None and not entry.unsaved:
-            if entry.awaitable:
-                return self._replay_later(fn, entry)
-            return self._replayed(fn, entry)
-        if verdict.effect:
-            self.journal.started(position, verdict.callee, digest)
+        if entry is not None:
+            return self._replay_later(fn, entry) if entry.awaitable else self._replayed(fn, entry)
         started = time.perf_counter()
         token = _INSIDE.set(True)
         try:
             outcome = call_with_policy(fn, args, kwargs, self._policy(verdict),
                                        name=verdict.callee)
         except Exception as live:
-            err = snapshot_error(live)
-            self._record(fn, verdict, position, digest, started,
-                         getattr(live, "kitteh_attempts", 1), error=err)
+            err = self._journal_failure(fn, verdict, position, digest, started, live,
+                                        getattr(live, "kitteh_attempts", 1))
             if err is live:
                 raise
             raise err from None
         finally:
             _INSIDE.reset(token)
-        self.executed += 1
         if inspect.isawaitable(outcome.result):
             # A coroutine made by a sync call (asyncio.gather(client.get(...))): journal it when
             # it is awaited, at the position it was called at.
             return self._await_later(fn, verdict, position, digest, started, outcome.result)
-        result = snapshot(outcome.result)
-        self._record(fn, verdict, position, digest, started, outcome.attempts, result=result)
-        return result
+        return self._journal_result(fn, verdict, position, digest, started, outcome.result,
+                               outcome.attempts)
 
     async def _replay_later(self, fn: Any, entry: JournalEntry) -> Any:
         return self._replayed(fn, entry)
@@ -200,41 +220,35 @@ class StepActivities:
         try:
             result = await awaitable
         except Exception as live:
-            err = snapshot_error(live)
-            self._record(fn, verdict, position, digest, started, 1, error=err, awaitable=True)
+            err = self._journal_failure(fn, verdict, position, digest, started, live, 1,
+                                        awaitable=True)
             if err is live:
                 raise
             raise err from None
-        result = snapshot(result)
-        self._record(fn, verdict, position, digest, started, 1, result=result, awaitable=True)
-        return result
+        return self._journal_result(fn, verdict, position, digest, started, result, 1,
+                               awaitable=True)
 
     async def arun(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> Any:
         """Replay or make one awaited activity call."""
         position, digest, entry = self._begin(fn, verdict, args, kwargs)
-        if entry is not None and not entry.unsaved:
+        if entry is not None:
             return self._replayed(fn, entry)
-        if verdict.effect:
-            self.journal.started(position, verdict.callee, digest)
         started = time.perf_counter()
         token = _INSIDE.set(True)
         try:
             outcome = await acall_with_policy(fn, args, kwargs, self._policy(verdict),
                                               name=verdict.callee)
         except Exception as live:
-            err = snapshot_error(live)
-            self._record(fn, verdict, position, digest, started,
-                         getattr(live, "kitteh_attempts", 1), error=err)
+            err = self._journal_failure(fn, verdict, position, digest, started, live,
+                                        getattr(live, "kitteh_attempts", 1))
             if err is live:
                 raise
             raise err from None
         finally:
             _INSIDE.reset(token)
-        self.executed += 1
-        result = snapshot(outcome.result)
-        self._record(fn, verdict, position, digest, started, outcome.attempts, result=result)
-        return result
+        return self._journal_result(fn, verdict, position, digest, started, outcome.result,
+                               outcome.attempts)
 
 
 def call(fn: Any, /, *args: Any, **kwargs: Any) -> Any:

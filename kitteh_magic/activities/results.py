@@ -165,7 +165,7 @@ def _http_error_class(base: type) -> type:
     return RecordedHTTPError
 
 
-def snapshot_error(error: BaseException) -> BaseException:
+def snapshot_error(error: Exception) -> Exception:
     """A live exception made replayable (an HTTPError's body read into memory), else itself."""
     import urllib.error
 
