@@ -155,6 +155,17 @@ class DurableHandler(APIHandler):
             return None
         return body
 
+    def _posted(self) -> tuple[dict[str, Any], NotebookStore, str] | None:
+        """A POST's body, its notebook's store and the session it names (default: the
+        notebook's); None when the request was answered with an error."""
+        body = self._body()
+        if body is None:
+            return None
+        found = self._resolve(self._text(body.get("path")))
+        if found is None:
+            return None
+        return body, found, self._text(body.get("session")) or found.session
+
     @staticmethod
     def _text(value: object) -> str | None:
         return value if isinstance(value, str) and value else None
@@ -199,17 +210,14 @@ class InvalidateHandler(DurableHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         """Invalidate one step."""
-        body = self._body()
-        if body is None:
+        posted = self._posted()
+        if posted is None:
             return
-        found = self._resolve(self._text(body.get("path")))
-        if found is None:
-            return
+        body, found, session = posted
         step = self._text(body.get("step"))
         if step is None:
             self._fail(400, "missing 'step': the name of the step to invalidate")
             return
-        session = self._text(body.get("session")) or found.session
         await self._answer(lambda: _invalidate(found, session, step))
 
 
@@ -219,13 +227,10 @@ class ResetHandler(DurableHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         """Reset one session."""
-        body = self._body()
-        if body is None:
+        posted = self._posted()
+        if posted is None:
             return
-        found = self._resolve(self._text(body.get("path")))
-        if found is None:
-            return
-        session = self._text(body.get("session")) or found.session
+        _, found, session = posted
         await self._answer(lambda: _reset(found, session))
 
 
