@@ -19,6 +19,19 @@ def statuses(kernel: Kernel) -> dict[str, str]:
     return {row["step"]: row["state"] for row in report["steps"]}
 
 
+def edit_value_frames(store: Path, edit: Callable[[bytearray], None]) -> None:
+    """Change every value frame in the store's index in place, as a bad disk or a hand would."""
+    db = sqlite3.connect(store / "index" / "cache.db")
+    rows = db.execute("SELECT rowid, value FROM Cache WHERE key LIKE 'km1/val/%'").fetchall()
+    assert rows, "the step saved no value frames"
+    for rowid, value in rows:
+        frame = bytearray(value)
+        edit(frame)
+        db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(frame), rowid))
+    db.commit()
+    db.close()
+
+
 def test_sigkill_mid_cell_then_resume(
         kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
     first = f"%%durable first\n{counter('first')}\nprepared = 'ready'\n"
@@ -94,15 +107,7 @@ def test_damaged_store_warns_and_recomputes(
     kernel.ok(cell)
     kernel.restart()
     # Flip bytes in every stored value frame: the records must be refused, not unpickled.
-    db = sqlite3.connect(tmp_path / "store" / "index" / "cache.db")
-    rows = db.execute("SELECT rowid, value FROM Cache WHERE key LIKE 'km1/val/%'").fetchall()
-    assert rows, "the step saved no value frames"
-    for rowid, value in rows:
-        damaged = bytearray(value)
-        damaged[-5] ^= 0xFF
-        db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(damaged), rowid))
-    db.commit()
-    db.close()
+    edit_value_frames(tmp_path / "store", lambda frame: frame.__setitem__(-5, frame[-5] ^ 0xFF))
     kernel.ok("%load_ext kitteh_magic")
     result = kernel.ok(cell)
     assert "DamagedStoreWarning" in result.stderr
@@ -164,14 +169,7 @@ def test_record_from_a_future_format_is_not_trusted(
     cell = f"%%durable future\n{counter('future')}\nanswer = 'now'\n"
     kernel.ok(cell)
     kernel.restart()
-    db = sqlite3.connect(tmp_path / "store" / "index" / "cache.db")
-    for rowid, value in db.execute(
-            "SELECT rowid, value FROM Cache WHERE key LIKE 'km1/val/%'").fetchall():
-        newer = bytearray(value)
-        newer[4] = 99   # the frame's format version byte
-        db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(newer), rowid))
-    db.commit()
-    db.close()
+    edit_value_frames(tmp_path / "store", lambda frame: frame.__setitem__(4, 99))  # version byte
     kernel.ok("%load_ext kitteh_magic")
     result = kernel.ok(cell)
     assert "DamagedStoreWarning" in result.stderr and "version" in result.stderr
