@@ -1,4 +1,4 @@
-"""Row 5: fingerprinting inputs, ``kitteh_magic.fingerprint.fingerprint`` vs raw xxh3-128.
+"""Row 5: fingerprinting inputs, ``kitteh_magic.steps.fingerprint.fingerprint`` vs raw xxh3-128.
 
 The baseline hashes the object's raw data buffers with ``xxhash.xxh3_128`` and nothing else: the
 floor of any content hash. Both run in one fresh process over the same in-memory object

@@ -186,8 +186,8 @@ def fingerprints(kind: str, nbytes: int, reps: int) -> dict[str, Any]:
     """kitteh_magic's fingerprint vs raw xxh3-128 over the same buffers; the lineage path."""
     import xxhash
 
-    from kitteh_magic.engine import Engine
-    from kitteh_magic.fingerprint import fingerprint
+    from kitteh_magic.steps.engine import Engine
+    from kitteh_magic.steps.fingerprint import fingerprint
 
     obj = make(kind, nbytes)
     views = buffers(obj)

@@ -11,7 +11,7 @@ import functools
 import shlex
 from typing import NoReturn
 
-from .step import StepSpec
+from .steps.run import StepSpec
 
 CELL_USAGE = ("Usage: %%durable [STEP] [--session S] [--mode durable|step] [--retries N]\n"
               "                 [--backoff SECONDS] [--timeout SECONDS] [--force]")

@@ -22,7 +22,7 @@ def _store_and_sessions(path: Path) -> tuple[Path, list[str] | None]:
 
 
 def _open(path: Path) -> tuple[object, list[str]]:
-    from .catalog import Catalog
+    from .steps.catalog import Catalog
     from .store import Store
 
     directory, sessions = _store_and_sessions(path)
@@ -66,8 +66,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
-    from .catalog import Catalog
     from .maintenance import gc
+    from .steps.catalog import Catalog
 
     store, sessions = _open(args.path)
     catalog = Catalog(store)  # type: ignore[arg-type]

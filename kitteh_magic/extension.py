@@ -13,9 +13,9 @@ from IPython.core.error import UsageError
 
 from . import cellargs
 from .activities import dispatch
-from .engine import Engine, is_hidden
 from .errors import KittehWarning
-from .step import StepRun
+from .steps.engine import Engine, is_hidden
+from .steps.run import StepRun
 from .transformer import STEPS_NAME, DurableCells, is_wrappable, mark_durable_cell
 
 _STATE_ATTR = "_kitteh_magic_state"
@@ -34,7 +34,7 @@ class Steps:
             spec = cellargs.parse(line, source, self.engine.default_mode)
         except cellargs.CellArgsError as err:
             raise UsageError(str(err)) from None
-        return self.engine.step(spec)
+        return StepRun(self.engine, spec)
 
 
 class _Extension:

@@ -15,11 +15,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
-from . import analysis, cellargs, maintenance, status
+from . import cellargs, maintenance, status
 from .activities.journal import Journal
 from .activities.rewriter import rewrite
-from .engine import Engine
 from .restore import restore
+from .steps import analysis
+from .steps.engine import Engine
+from .steps.run import run_step
 from .transformer import DurableCells
 
 LINE_USAGE = """\
@@ -96,7 +98,7 @@ class DurableMagics(Magics):
         if analysis.analyse(tree).has_await:
             raise UsageError("%%durable: top-level await needs the cell to be typed in the "
                              "notebook (run_cell_magic cannot await); write it as a cell.")
-        value = self.engine.run(spec, lambda: self._execute(source, tree, spec.mode))
+        value = run_step(self.engine, spec, lambda: self._execute(source, tree, spec.mode))
         return None if cell.rstrip().endswith(";") else value
 
     durable_cell.__doc__ = cellargs.CELL_HELP

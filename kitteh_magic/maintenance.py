@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .catalog import Catalog
-from .records import JOURNAL_PREFIX, StepPointer, record_key
 from .status import human_size
+from .steps.catalog import Catalog
+from .steps.records import JOURNAL_PREFIX, StepPointer, record_key
 
 if TYPE_CHECKING:
     from .store import Store

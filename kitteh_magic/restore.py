@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import DamagedRecordError
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .steps.engine import Engine
 
 _PROGRESS_BYTES = 256 * 2**20
 """Show a progress bar when a restore has more than this much to load."""

@@ -188,7 +188,7 @@ def _count_activities(summary: RunSummary, path: Path, session: str | None,
                       since: float) -> None:
     """Activities of the steps this run executed, from the store's metadata."""
     from . import locate
-    from .catalog import Catalog
+    from .steps.catalog import Catalog
     from .store import Store
 
     directory = locate.store_dir(path)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from .catalog import Catalog
-from .records import StepPointer
+from .steps.catalog import Catalog
+from .steps.records import StepPointer
 
 if TYPE_CHECKING:
     from .store import Store

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from kitteh_magic.analysis import (
+from kitteh_magic.steps.analysis import (
     CellAnalysis,
     analyse,
     parse,

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from kitteh_magic.codeprint import (
+from kitteh_magic.steps.codeprint import (
     code_fingerprint,
     global_reads,
     global_writes,
     is_notebook_object,
 )
-from kitteh_magic.fingerprint import fingerprint
+from kitteh_magic.steps.fingerprint import fingerprint
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_code_fingerprint_ignores_file_name_and_line_numbers() -> None:
 
 RESTORE_SCRIPT = """
 import sys, cloudpickle
-from kitteh_magic.codeprint import code_fingerprint
+from kitteh_magic.steps.codeprint import code_fingerprint
 for name, obj in cloudpickle.loads(sys.stdin.buffer.read()).items():
     print(name, code_fingerprint(obj))
 """

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from kitteh_magic import fingerprint as fp_module
-from kitteh_magic.fingerprint import Unfingerprintable, fingerprint, module_token
+from kitteh_magic.steps import fingerprint as fp_module
+from kitteh_magic.steps.fingerprint import Unfingerprintable, fingerprint, module_token
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_set_order_does_not_count_in_process() -> None:
 
 SET_SCRIPT = """
 import pickle, sys
-from kitteh_magic.fingerprint import fingerprint
+from kitteh_magic.steps.fingerprint import fingerprint
 words = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"}
 mixed = {"a", 1, 2.5, ("t", 1), b"bytes", frozenset({"x", "y", "z"})}
 nested = {"key": [words, frozenset(words)], "mixed": mixed}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from kitteh_magic.keys import FORMAT_VERSION, code_digest, step_key, value_token
+from kitteh_magic.steps.keys import FORMAT_VERSION, code_digest, step_key, value_token
 
 CODE = "Module(body=[], type_ignores=[])"
 HEX32 = re.compile(r"[0-9a-f]{32}")

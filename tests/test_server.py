@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from kitteh_magic.catalog import Catalog
-from kitteh_magic.records import (
+from kitteh_magic.steps.catalog import Catalog
+from kitteh_magic.steps.records import (
     JournalEntry,
     StepPointer,
     StepRecord,

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
-from .. import fingerprint
 from ..errors import IncompleteEffectError, NondeterminismError, UnpicklableWarning
-from ..records import JournalEntry
+from ..steps import fingerprint
+from ..steps.records import JournalEntry
 from .classify import Verdict, classify
 from .journal import NOTHING, Journal
 from .policy import RetryPolicy, acall_with_policy, call_with_policy

@@ -16,7 +16,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DamagedRecordError, DamagedStoreWarning, UnpicklableError
-from ..records import JournalEntry, journal_prefix
+from ..steps.records import JournalEntry, journal_prefix
 
 if TYPE_CHECKING:
     from ..store import Store

@@ -75,7 +75,7 @@ def _with_store(found: NotebookStore, work: Callable[[Store], T], empty: T) -> T
 
 
 def _sessions(found: NotebookStore) -> dict[str, Any]:
-    from kitteh_magic.catalog import Catalog
+    from kitteh_magic.steps.catalog import Catalog
 
     none: list[dict[str, Any]] = []
     docs = _with_store(found, lambda store: [s.to_doc() for s in Catalog(store).sessions()], none)
@@ -101,8 +101,8 @@ def _status(store: Store, session: str) -> dict[str, Any]:
     count while the cell runs, and for an interrupted step the calls its next run will not repeat.
     ``journaled`` is null for finished steps (their journal is cleared once recorded).
     """
-    from kitteh_magic.records import journal_prefix
     from kitteh_magic.status import session_status
+    from kitteh_magic.steps.records import journal_prefix
 
     reply = session_status(store, session)
     for row in reply["steps"]:
@@ -112,14 +112,14 @@ def _status(store: Store, session: str) -> dict[str, Any]:
 
 
 def _invalidate(found: NotebookStore, session: str, step: str) -> dict[str, Any]:
-    from kitteh_magic.catalog import Catalog
+    from kitteh_magic.steps.catalog import Catalog
 
     done = _with_store(found, lambda store: Catalog(store).invalidate(session, step), False)
     return {"session": session, "step": step, "invalidated": done}
 
 
 def _reset(found: NotebookStore, session: str) -> dict[str, Any]:
-    from kitteh_magic.catalog import Catalog
+    from kitteh_magic.steps.catalog import Catalog
 
     removed = _with_store(found, lambda store: Catalog(store).reset(session), 0)
     return {"session": session, "removed": removed}

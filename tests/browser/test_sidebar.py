@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from conftest import Lab
 
-from kitteh_magic.catalog import Catalog
-from kitteh_magic.records import JournalEntry, StepPointer, entry_key, pointer_key
+from kitteh_magic.steps.catalog import Catalog
+from kitteh_magic.steps.records import JournalEntry, StepPointer, entry_key, pointer_key
 from kitteh_magic.store import Store
 
 pytestmark = pytest.mark.browser

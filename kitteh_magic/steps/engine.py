@@ -17,11 +17,11 @@ from typing import Any
 
 import psutil
 
-from . import analysis, codeprint, fingerprint, locate
+from .. import locate
+from ..store import Store
+from . import analysis, codeprint, fingerprint
 from .catalog import Catalog
 from .lineage import Lineage
-from .step import StepRun, StepSpec, type_name
-from .store import Store
 
 _IPYTHON_NAMES = re.compile(r"^(_|__|___|_\d+|_i|_ii|_iii|_i\d+|_oh|_ih|_dh|In|Out|exit|quit|"
                             r"get_ipython|_kitteh_\w*)$")
@@ -83,26 +83,6 @@ class Engine:
             self._store.close()
             self._store = None
 
-    def step(self, spec: StepSpec) -> StepRun:
-        """Prepare a run of one step (see :class:`StepRun`)."""
-        return StepRun(self, spec)
-
-    def cell_step(self, source: str) -> StepRun:
-        """A run of a whole cell with the notebook-wide defaults (``%durable on``)."""
-        return self.step(StepSpec(source=source, mode=self.default_mode))
-
-    def run(self, spec: StepSpec, execute: Callable[[], Any]) -> Any:
-        """Replay the step if its record exists, else execute it and save what it produced.
-
-        Returns the value of the cell's last expression (executed or replayed).
-        """
-        run = self.step(spec)
-        if run.replay():
-            return run.value
-        with run:
-            run.value = execute()
-        return run.value
-
     # lineage --------------------------------------------------------------------------------
     def note_plain_cell(self, source: str) -> None:
         """A plain cell ran: names it touched (and globals of functions it called) lose tokens."""
@@ -133,7 +113,7 @@ class Engine:
         try:
             return "v:" + fingerprint.fingerprint(value)
         except fingerprint.Unfingerprintable:
-            return f"id:{type_name(value)}:{id(value)}"
+            return f"id:{fingerprint.type_name(value)}:{id(value)}"
 
     def inputs(self, facts: analysis.CellAnalysis,
                reached: set[str] | None = None) -> dict[str, str]:

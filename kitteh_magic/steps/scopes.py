@@ -8,7 +8,7 @@ name bound unconditionally before a statement is not a read of that statement. B
 may run zero times. Anything else errs on the side of a read, because a missing input would replay
 a stale step while a superfluous one only re-runs it.
 
-Pure: AST in, names out. :func:`kitteh_magic.analysis.analyse` reads a cell's module body with a
+Pure: AST in, names out. :func:`.analysis.analyse` reads a cell's module body with a
 :class:`Body` and turns what escapes it into the cell's facts.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kitteh_magic.mutations import base_name, mutated_by
+from kitteh_magic.steps.mutations import base_name, mutated_by
 
 
 def alias_binding(alias: ast.alias) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import analysis, capture, fingerprint, keys
-from .errors import (
+from ..errors import (
     DamagedRecordError,
     DamagedStoreWarning,
     InternalWarning,
@@ -20,18 +20,27 @@ from .errors import (
     UnpicklableError,
     UnpicklableWarning,
 )
+from ..status import HOST, human_seconds
+from . import analysis, capture, fingerprint, keys
+from .fingerprint import type_name
 from .records import OutputEntry, StepPointer, StepRecord, ValueRef
-from .status import HOST, human_seconds
 
 if TYPE_CHECKING:
-    from .activities.dispatch import StepActivities
+    from ..activities.dispatch import StepActivities
     from .engine import Engine
 
 
-def type_name(value: object) -> str:
-    """Qualified type name, as warnings and status show it."""
-    cls = type(value)
-    return f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__name__
+def run_step(engine: Engine, spec: StepSpec, execute: Callable[[], Any]) -> Any:
+    """Replay the step if its record exists, else execute it and save what it produced.
+
+    Returns the value of the cell's last expression (executed or replayed).
+    """
+    run = StepRun(engine, spec)
+    if run.replay():
+        return run.value
+    with run:
+        run.value = execute()
+    return run.value
 
 
 @dataclass
@@ -161,9 +170,9 @@ class StepRun:
         return self
 
     def _start_journal(self) -> None:
-        from .activities.dispatch import StepActivities
-        from .activities.journal import Journal
-        from .activities.policy import RetryPolicy
+        from ..activities.dispatch import StepActivities
+        from ..activities.journal import Journal
+        from ..activities.policy import RetryPolicy
 
         spec, engine = self.spec, self.engine
         try:

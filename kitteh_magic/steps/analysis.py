@@ -3,8 +3,8 @@
 The engine turns these facts into a step's inputs (names read from the namespace) and outputs
 (names bound, deleted or mutated in place). Pure: AST in, facts out; no IPython, no namespace.
 
-Names are resolved per scope the way Python resolves them (:mod:`kitteh_magic.scopes`); changes
-in place are recognised by :mod:`kitteh_magic.mutations`.
+Names are resolved per scope the way Python resolves them (:mod:`.scopes`); changes in place
+are recognised by :mod:`.mutations`.
 
 >>> facts = analyse(parse("x = 1\\ny = x + z\\ndata.append(y)"))
 >>> sorted(facts.reads), sorted(facts.binds), sorted(facts.mutates)
@@ -18,7 +18,7 @@ import copy
 import functools
 from dataclasses import dataclass
 
-from kitteh_magic.scopes import Body, alias_binding
+from kitteh_magic.steps.scopes import Body, alias_binding
 
 
 @dataclass(frozen=True)

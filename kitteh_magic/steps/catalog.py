@@ -24,7 +24,7 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store import Store
 
 
 class Catalog:

@@ -6,7 +6,7 @@ hold across restarts:
 * Values are hashed through the pickle-5 stream, never through ``hash()`` (salted per process);
   sets are hashed in a canonical order; out-of-band buffers (numpy, pandas) are hashed in place.
 * Notebook functions and classes, inside a value or alone, are hashed by their code
-  (:mod:`kitteh_magic.codeprint`), never by file name or line number.
+  (:mod:`kitteh_magic.steps.codeprint`), never by file name or line number.
 * Modules are hashed by name and version, not by content.
 
 Pure: no I/O besides reading installed package metadata once per package (cached), no clock.
@@ -25,8 +25,8 @@ from typing import Any, Final
 
 import xxhash
 
-from kitteh_magic import codeprint  # imports this module back: code holds values too
 from kitteh_magic.errors import KittehError
+from kitteh_magic.steps import codeprint  # imports this module back: code holds values too
 
 #: Rows of a non-contiguous array copied at a time; bounds the extra memory to ~this many bytes.
 _CHUNK_BYTES: Final = 64 << 20

@@ -6,7 +6,7 @@ never by file name or line number. Also here: the globals a notebook function re
 read from its bytecode, which the engine follows to find a step's indirect inputs and outputs.
 
 Values and code refer to each other (a function's defaults and closure are values, a dict may hold
-a function), so this module and :mod:`kitteh_magic.fingerprint` import each other as modules and
+a function), so this module and :mod:`.fingerprint` import each other as modules and
 look names up at call time, which works whichever is imported first.
 
 Pure: no I/O, no clock.
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from types import CodeType, FunctionType, MethodType
 from typing import Any, Final
 
-from kitteh_magic import fingerprint
+from kitteh_magic.steps import fingerprint
 
 #: Class attributes that say nothing about behaviour, or that only hold runtime bookkeeping.
 _SKIPPED_CLASS_ATTRIBUTES: Final = frozenset({"__dict__", "__weakref__", "__module__"})
