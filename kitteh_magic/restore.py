@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import DamagedRecordError
+from .steps import analysis, imports, outputs
 
 if TYPE_CHECKING:
     from .steps.engine import Engine
@@ -60,22 +61,26 @@ def restore(engine: Engine, progress: bool = True) -> RestoreReport:
         bar = tqdm(total=total, unit="B", unit_scale=True, desc="restoring")
     for record in plan:
         restored = 0
+        imports.replay(analysis.analyse_source(record.code).imports, engine.warn, record.step)
+        loader = outputs.Loader(engine)  # one per step: it resolves references to earlier ones
+        sizes: dict[str, int] = {}
         for name, entry in record.outputs.items():
             if entry.get("ref") is None:
                 report.problems.append(f"{record.step}: {name!r} ({entry['type']}) was not "
                                        "saved; run the step to recreate it")
                 continue
             try:
-                value = engine.store.get_value(entry["ref"], namespace=engine.namespace)
+                value = loader.value(entry)
             except DamagedRecordError as err:
                 report.problems.append(f"{record.step}: {name!r}: {err}")
                 continue
             engine.namespace[name] = value
-            engine.lineage.set(name, entry["token"], value)
+            outputs.note_restored_one(engine, name, entry, value)
             restored += 1
-            report.size += entry.get("size", 0)
-            if bar is not None:
-                bar.update(entry.get("size", 0))
+            sizes[entry["ref"]["digest"]] = entry.get("size", 0)
+        report.size += sum(sizes.values())
+        if bar is not None:
+            bar.update(sum(sizes.values()))
         for name in record.deleted:
             engine.namespace.pop(name, None)
         report.names += restored

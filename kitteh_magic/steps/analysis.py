@@ -18,6 +18,7 @@ import copy
 import functools
 from dataclasses import dataclass
 
+from kitteh_magic.steps import imports
 from kitteh_magic.steps.scopes import Body, alias_binding
 
 
@@ -38,6 +39,7 @@ class CellAnalysis:
         calls: base names used as callees (``f(...)`` gives ``f``, ``obj.m(...)`` gives ``obj``),
             including decorators and global callees inside the cell's functions.
         has_await: the cell awaits at top level (``await``, ``async for``, ``async with``).
+        imports: modules the cell imports when it runs (``imports.modules``).
     """
 
     normalized: str
@@ -48,6 +50,7 @@ class CellAnalysis:
     global_writes: frozenset[str]
     calls: frozenset[str]
     has_await: bool
+    imports: tuple[str, ...] = ()
 
 
 def parse(source: str, filename: str = "<cell>") -> ast.Module:
@@ -84,6 +87,7 @@ def analyse(tree: ast.Module) -> CellAnalysis:
         global_writes=frozenset(seq.global_writes),
         calls=frozenset(seq.out.calls),
         has_await=seq.awaits,
+        imports=imports.modules(tree),
     )
 
 

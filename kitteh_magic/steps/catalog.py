@@ -156,4 +156,7 @@ class Catalog:
         record = StepRecord.from_doc(doc)
         refs = [entry.get("ref") for entry in record.outputs.values()]
         refs += [record.value.get("ref") if record.value else None, record.events]
-        return {ref["digest"] for ref in refs if ref}
+        digests = {ref["digest"] for ref in refs if ref}
+        # A group may refer to values of earlier steps (identity kept across steps).
+        digests.update(d for ref in refs if ref for d in ref.get("refs", ()))
+        return digests

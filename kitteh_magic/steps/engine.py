@@ -19,7 +19,7 @@ import psutil
 
 from .. import locate
 from ..store import Store
-from . import analysis, codeprint, fingerprint
+from . import analysis, codeprint, fingerprint, observe
 from .catalog import Catalog
 from .lineage import Lineage
 
@@ -94,7 +94,25 @@ class Engine:
             value = self.namespace.get(name)
             if value is not None and codeprint.is_notebook_object(value):
                 touched |= codeprint.global_reads(value)
-        self.lineage.drop(touched)
+        self.lineage.drop(touched | self._sharing(touched))
+
+    def _sharing(self, names: set[str]) -> set[str]:
+        """Names with a lineage token whose objects share an object with those of ``names``.
+
+        A plain cell that changes ``b`` changes ``a`` too when ``b = a`` (or ``b`` is a view of
+        ``a``, or holds it): ``a``'s token must go as well.
+        """
+        ns = self.namespace
+        held = [(n, ns[n]) for n, _ in self.lineage.items() if n not in names and n in ns]
+        if not held:
+            return set()
+        shared: set[int] = set()
+        for name in names:
+            value = ns.get(name)
+            if value is not None and observe.is_data(value):
+                shared |= observe.reach(value)
+        return {n for n, value in held
+                if id(value) in shared or not shared.isdisjoint(observe.reach(value))}
 
     def input_fingerprint(self, name: str, value: object) -> str:
         """Fingerprint of one input: a lineage token when possible, else by content.

@@ -124,6 +124,9 @@ class OutputEntry(_Doc):
     token: str
     type: str
     size: int = 0
+    member: str | None = None
+    """The name of the value in its group (``outputs.py``); None in records written before
+    groups, whose ref is the value itself."""
 
 
 @dataclass

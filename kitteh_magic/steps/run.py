@@ -15,13 +15,12 @@ from ..errors import (
     DamagedRecordError,
     DamagedStoreWarning,
     InternalWarning,
-    KittehError,
     StoreWriteWarning,
     UnpicklableError,
     UnpicklableWarning,
 )
 from ..status import HOST, human_seconds
-from . import analysis, capture, fingerprint, keys
+from . import analysis, capture, imports, keys, observe, outputs
 from .fingerprint import type_name
 from .records import OutputEntry, StepPointer, StepRecord, ValueRef
 
@@ -81,7 +80,7 @@ class StepRun:
         """Data globals the step's notebook functions read (and so may mutate): outputs too."""
         self._capture: capture.Capture | None = None
         self._before: dict[str, int] = {}
-        self._reached_before: dict[str, str | None] = {}
+        self._observation: observe.Observation | None = None
         self._started = 0.0
         self._activities: StepActivities | None = None
         self._activities_token: object = None
@@ -116,17 +115,17 @@ class StepRun:
     def _restore(self, record: StepRecord) -> bool:
         engine, store = self.engine, self.engine.store
         started = time.perf_counter()
+        assert self._facts is not None
+        imports.replay(self._facts.imports, engine.warn, self.name)
         # Load everything before touching the namespace, so a damaged value leaves it untouched.
-        ns = engine.namespace
-        values = {name: store.get_value(_ref(entry), namespace=ns)
-                  for name, entry in record.outputs.items()}
-        value = store.get_value(_ref(record.value), namespace=ns) if record.value else None
+        loader = outputs.Loader(engine)
+        values = {name: loader.value(entry) for name, entry in record.outputs.items()}
+        value = loader.value(record.value) if record.value else None
         events = store.get_value(record.events) if record.events else []
         for name in record.deleted:
             engine.namespace.pop(name, None)
         engine.namespace.update(values)
-        for name, entry in record.outputs.items():
-            engine.lineage.set(name, entry["token"], values[name])
+        outputs.note_restored(engine, record, values)
         self.value = value
         _publish_marker(engine, self.name, record)
         capture.replay(events, engine.display_pub)  # type: ignore[arg-type]
@@ -154,7 +153,7 @@ class StepRun:
         # Identities only: filtering hidden names here would cost a check per namespace name per
         # cell; the few names that changed are filtered after.
         self._before = {k: id(v) for k, v in engine.namespace.items()}
-        self._reached_before = {n: _content(engine.namespace.get(n)) for n in self._reached}
+        self._observe()
         self._started = time.time()
         if self.key is not None:
             try:
@@ -168,6 +167,29 @@ class StepRun:
         self._capture = capture.Capture(engine.display_pub, capture.inline_figure_flusher())
         self._capture.__enter__()
         return self
+
+    def _observe(self) -> None:
+        """Take the state of what the step could change (see ``observe.py``)."""
+        engine, facts = self.engine, self._facts
+        if self.key is None or facts is None:
+            return
+        inputs = self._inputs
+
+        def known(name: str, value: object) -> str | None:
+            fp = inputs.get(name, "")
+            if fp.startswith("v:"):
+                return fp[2:]
+            entry = engine.lineage.entry(name, value)
+            return entry.content if entry is not None else None
+
+        names = facts.reads | facts.mutates | facts.global_writes | self._reached
+        others = [n for n in engine.namespace if not engine.hidden(n)]
+        try:
+            self._observation = observe.Observation(engine.namespace, names, others, known)
+        except Exception as err:  # the step still runs; code shape alone decides its outputs
+            engine.warn(InternalWarning, f"step {self.name!r}: kitteh_magic could not observe "
+                        f"its inputs ({type(err).__name__}: {err}); only the changes its code "
+                        "shows are saved.")
 
     def _start_journal(self) -> None:
         from ..activities.dispatch import StepActivities
@@ -255,51 +277,69 @@ class StepRun:
 
         self.engine.catalog.update_pointer(self.session, self.name, failed)
 
-    def _outputs(self) -> tuple[list[str], list[str]]:
-        """Names the step bound or mutated, and names it deleted."""
+    def _outputs(self) -> tuple[list[str], list[str], set[str], dict[str, str]]:
+        """Names the step bound or changed, names it deleted, those changed in place, states.
+
+        Returns:
+            Output names, deleted names, the names whose object the step changed in place
+            (observed, or shown by the code), and fingerprints after the step.
+        """
         engine, facts = self.engine, self._facts
         assert facts is not None
         ns = engine.namespace
-        changed = {k for k, v in ns.items() if self._before.get(k) != id(v)}
-        # Globals that notebook functions read are outputs only if the step changed them: a
-        # read-only global kept as an output would make every re-run depend on its own output.
-        changed_reached = {n for n, before in self._reached_before.items()
-                           if n in ns and (before is None or _content(ns[n]) != before)}
-        touched = (facts.binds | facts.mutates | facts.global_writes | changed_reached) & ns.keys()
-        bound = sorted(n for n in changed | touched if not engine.hidden(n))
+        rebound = {k for k, v in ns.items() if self._before.get(k) != id(v)}
+        mutated: set[str] = set(facts.mutates)
+        after: dict[str, str] = {}
+        if self._observation is not None:
+            observed, after = self._observation.changed()
+            mutated |= observed
+        touched = (facts.binds | mutated | facts.global_writes) & ns.keys()
+        bound = sorted(n for n in rebound | touched if not engine.hidden(n))
         deleted = sorted(k for k in self._before if k not in ns and not engine.hidden(k))
-        return bound, deleted
+        return bound, deleted, mutated & ns.keys(), after
 
-    def _entry(self, name: str, value: object, unsaved: dict[str, str]) -> dict[str, Any]:
-        assert self.key is not None
-        ref: ValueRef | None = None
-        try:
-            ref = dict(self.engine.store.put_value(value, namespace=self.engine.namespace))
-        except UnpicklableError as err:
+    def _unpicklable(self, unsaved: dict[str, str]) -> Callable[[str, object,
+                                                                  UnpicklableError], None]:
+        def warn(name: str, value: object, err: UnpicklableError) -> None:
             unsaved[name] = err.type_name
+            if name == outputs.VALUE_MEMBER:
+                return  # the value is shown again by re-running; no name is lost
             self.engine.warn(UnpicklableWarning, (
                 f"step {self.name!r}: cannot save {name!r} ({type_name(value)}): {err.cause}. "
                 "The step will run again when replayed; %durable restore brings back its "
                 "other outputs."))
-        return OutputEntry(ref=ref, token=keys.value_token(self.key, name), type=type_name(value),
-                           size=ref["size"] if ref else 0).to_doc()
+        return warn
 
     def _save(self, duration: float) -> None:
         engine, key = self.engine, self.key
         assert key is not None and self._capture is not None
-        bound, deleted = self._outputs()
+        bound, deleted, mutated, after = self._outputs()
+        ns = engine.namespace
         unsaved: dict[str, str] = {}
-        outputs = {name: self._entry(name, engine.namespace[name], unsaved) for name in bound}
-        value = None if self.value is None else self._entry("__value__", self.value, unsaved)
+        values = {name: ns[name] for name in bound}
+        if self.value is not None:
+            values[outputs.VALUE_MEMBER] = self.value
+        changed = {id(ns[name]) for name in mutated}
+        ref, saved = outputs.save_group(engine, values, changed, self._unpicklable(unsaved))
+        group: ValueRef | None = dict(ref) if ref is not None else None
+        size = group["size"] if group is not None else 0
+
+        def entry(name: str) -> dict[str, Any]:
+            kept = group is not None and name in saved
+            return OutputEntry(ref=group if kept else None, token=keys.value_token(key, name),
+                               type=type_name(values[name]), size=size if kept else 0,
+                               member=name if kept else None).to_doc()
+
+        entries = {name: entry(name) for name in bound}
+        value = entry(outputs.VALUE_MEMBER) if self.value is not None else None
         try:
             events: ValueRef | None = dict(engine.store.put_value(self._capture.events))
         except UnpicklableError:
             events = None
-        size = sum(e["size"] for e in outputs.values()) + (value["size"] if value else 0)
         record = StepRecord(
             key=key, session=self.session, step=self.name, code=self.spec.source,
             mode=self.spec.mode, cell_id=self.spec.cell_id or engine.cell_id,
-            inputs=self._inputs, outputs=outputs, deleted=deleted, value=value, events=events,
+            inputs=self._inputs, outputs=entries, deleted=deleted, value=value, events=events,
             complete=not unsaved, unsaved=unsaved, started=self._started, finished=time.time(),
             duration=duration, size=size)
         activities = self._activities
@@ -319,29 +359,13 @@ class StepRun:
             ptr.duration, ptr.size, ptr.finished = duration, size, record.finished
             ptr.activities, ptr.resumed = record.activities, record.resumed
             ptr.inputs, ptr.error = dict(self._inputs), None
-            ptr.outputs = {n: e["token"] for n, e in outputs.items()}
+            ptr.outputs = {n: e["token"] for n, e in entries.items()}
             if key not in ptr.keys:
                 ptr.keys.append(key)
             return ptr
 
         engine.catalog.update_pointer(self.session, self.name, done)
-        for name, entry in outputs.items():
-            engine.lineage.set(name, entry["token"], engine.namespace[name])
-
-
-def _content(value: object) -> str | None:
-    """Content fingerprint, or None when the value has none (then it counts as changed)."""
-    try:
-        return fingerprint.fingerprint(value)
-    except fingerprint.Unfingerprintable:
-        return None
-
-
-def _ref(entry: dict[str, Any] | None) -> ValueRef:
-    if entry is None or entry.get("ref") is None:
-        raise KittehError("output has no saved value")
-    ref: ValueRef = entry["ref"]
-    return ref
+        outputs.note_saved(engine, entries, after)
 
 
 def _default_name(cell_id: str | None, normalized: str) -> str:

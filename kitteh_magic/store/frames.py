@@ -36,7 +36,7 @@ import xxhash
 from diskcache.core import MODE_RAW, UNKNOWN
 
 from kitteh_magic.errors import DamagedRecordError, UnpicklableError
-from kitteh_magic.store import notebook
+from kitteh_magic.store import identity, notebook
 from kitteh_magic.store.signing import MAC_BYTES, Bytes, Signer
 
 MAGIC = b"\x93KMV"
@@ -61,6 +61,8 @@ class Pickled:
     hashes: list[bytes]
     digest: str
     type_name: str
+    refs: frozenset[str] = frozenset()
+    """Digests of stored values the stream refers to (see ``identity.py``)."""
 
     @property
     def payload_size(self) -> int:
@@ -85,11 +87,15 @@ def qualified_name(tp: type) -> str:
     return f"{tp.__module__}.{tp.__qualname__}"
 
 
-def pickle_value(obj: object, namespace: dict[str, Any] | None = None) -> Pickled:
+def pickle_value(obj: object, namespace: dict[str, Any] | None = None, *,
+                 known: identity.Known | None = None,
+                 members: tuple[object, ...] = ()) -> Pickled:
     """Pickle ``obj`` with cloudpickle, protocol 5, keeping large buffers out of band (no copy).
 
     Functions defined in ``namespace`` (the notebook's) are saved without their globals and
-    re-bound to the namespace they are restored into (see ``notebook.py``).
+    re-bound to the namespace they are restored into (see ``notebook.py``). With ``known``
+    (and a namespace), objects that stored values hold are written as references to them and
+    views of ``members`` stay views (see ``identity.py``).
 
     Raises:
         UnpicklableError: the pickler failed; ``type_name`` names the innermost offending type
@@ -104,15 +110,19 @@ def pickle_value(obj: object, namespace: dict[str, Any] | None = None) -> Pickle
             return True
         return False
 
+    refs: set[str] = set()
     try:
-        stream = notebook.dumps(obj, namespace, keep)
+        if known is not None and namespace is not None:
+            stream, refs = identity.dumps(obj, namespace, keep, known, members)
+        else:
+            stream = notebook.dumps(obj, namespace, keep)
     except Exception as exc:
         found = _UNPICKLABLE.search(str(exc))
         name = found.group(1) if found else qualified_name(type(obj))
         raise UnpicklableError(name, f"{type(exc).__name__}: {exc}") from exc
     hashes = [xxhash.xxh3_128_digest(buf) for buf in buffers]
     return Pickled(stream, buffers, hashes, value_digest(stream, buffers, hashes),
-                   qualified_name(type(obj)))
+                   qualified_name(type(obj)), frozenset(refs))
 
 
 def value_digest(stream: Bytes, buffers: list[memoryview], hashes: list[bytes]) -> str:

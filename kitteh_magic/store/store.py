@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import pickle
 import re
 import sqlite3
 import time
@@ -26,8 +25,10 @@ from diskcache.core import MODE_RAW
 
 from kitteh_magic import locate
 from kitteh_magic.errors import DamagedRecordError, StoreError
+from kitteh_magic.store import identity
 from kitteh_magic.store.blobs import BlobFiles, Durability
 from kitteh_magic.store.frames import (
+    Pickled,
     SignedDisk,
     SignedDoc,
     decode_json,
@@ -36,6 +37,7 @@ from kitteh_magic.store.frames import (
     open_frame,
     pickle_value,
 )
+from kitteh_magic.store.identity import Known, Resolve
 from kitteh_magic.store.notebook import restoring_into
 from kitteh_magic.store.signing import Signer
 
@@ -60,6 +62,8 @@ class ValueRef(TypedDict):
     type: str
     frame: NotRequired[str]
     """Only for ``embedded``: the signed frame itself, base64 (see :meth:`Store.put_value`)."""
+    refs: NotRequired[list[str]]
+    """Digests of the stored values this one refers to (identity kept across values)."""
 
 
 def value_key(digest: str) -> str:
@@ -119,7 +123,8 @@ class Store:
     # -- values -------------------------------------------------------------------------------
 
     def put_value(self, obj: object, *, namespace: dict[str, Any] | None = None,
-                  embed: int = 0) -> ValueRef:
+                  embed: int = 0, known: Known | None = None,
+                  members: tuple[object, ...] = ()) -> ValueRef:
         """Save ``obj`` by content; a digest that is already stored writes nothing.
 
         Args:
@@ -129,12 +134,30 @@ class Store:
             embed: a value whose pickle is at most this many bytes is not written at all: the
                 ref carries its signed frame (``kind="embedded"``), for a caller that keeps
                 the ref in a document of its own (the activity journal: one write per call).
+            known: objects that stored values hold, written as references to those values
+                (``identity.py``); the ref lists their digests in ``refs``.
+            members: top-level objects of ``obj`` whose array views stay views.
 
         Raises:
             UnpicklableError: ``obj`` cannot be pickled (names the offending type).
             StoreError: writing failed; nothing half-written is left visible.
         """
-        value = pickle_value(obj, namespace)
+        value = pickle_value(obj, namespace, known=known, members=members)
+        ref = self._put_pickled(value, embed)
+        if value.refs:
+            ref["refs"] = sorted(value.refs)
+        return ref
+
+    def check_picklable(self, obj: object, *, namespace: dict[str, Any] | None = None,
+                        known: Known | None = None) -> None:
+        """Pickle ``obj`` as :meth:`put_value` would, writing nothing.
+
+        Raises:
+            UnpicklableError: ``obj`` cannot be pickled (names the offending type).
+        """
+        pickle_value(obj, namespace, known=known)
+
+    def _put_pickled(self, value: Pickled, embed: int) -> ValueRef:
         digest = value.digest
         if value.payload_size <= embed:
             frame = b"".join(frame_parts(value, self._signer)[0])
@@ -158,10 +181,14 @@ class Store:
             return ValueRef(digest=digest, size=size, kind="blob", type=value.type_name)
 
     def get_value(self, ref: Mapping[str, Any], *,
-                  namespace: dict[str, Any] | None = None) -> object:
+                  namespace: dict[str, Any] | None = None,
+                  resolve: Resolve | None = None) -> object:
         """The value ``ref`` points to, verified before it is unpickled.
 
         Notebook functions in it are bound to ``namespace`` (the one it is restored into).
+        A reference to another stored value (``identity.py``) is given to ``resolve``
+        (``(digest, member) -> object``, the object the namespace holds); without it, the
+        referenced value is loaded from the store.
 
         Large arrays come back as ordinary writable arrays over a copy-on-write mapping of the
         blob file (O(1), pages load on first touch).
@@ -178,8 +205,7 @@ class Store:
                 raise DamagedRecordError(value_key(digest), "format", "bad embedded value") from exc
             frame = open_frame(memoryview(data), value_key(digest), digest, self._signer,
                                verify_limit=self.verify_limit, copy_buffers=True)
-            with restoring_into(namespace):
-                return pickle.loads(frame.stream, buffers=frame.buffers)
+            return self._unpickle(frame, namespace, resolve)
         try:
             frame = self._open(digest, ref.get("kind") == "blob", verify_limit=self.verify_limit)
         except DamagedRecordError as exc:
@@ -187,8 +213,21 @@ class Store:
                 with contextlib.suppress(StoreError):
                     self._drop(digest)
             raise
+        return self._unpickle(frame, namespace, resolve)
+
+    def _unpickle(self, frame: Any, namespace: dict[str, Any] | None,
+                  resolve: Resolve | None) -> object:
+        def from_store(digest: str, member: str) -> object:
+            # A reference names a group value (a dict of a step's outputs) and a member of it.
+            group = self.get_value({"digest": digest, "kind": "inline"}, namespace=namespace,
+                                   resolve=resolve)
+            if not isinstance(group, dict) or member not in group:
+                raise DamagedRecordError(value_key(digest), "format",
+                                         f"referenced value has no member {member!r}")
+            return group[member]
+
         with restoring_into(namespace):
-            return pickle.loads(frame.stream, buffers=frame.buffers)
+            return identity.loads(frame.stream, frame.buffers, resolve or from_store)
 
     def has_value(self, ref: Mapping[str, Any]) -> bool:
         """Whether the value of ``ref`` is stored (not verified)."""

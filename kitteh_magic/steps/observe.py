@@ -1,0 +1,143 @@
+"""What a step changed, observed rather than guessed from its code.
+
+A step may change a value without any sign in its text: a notebook function appends to a list
+it was given, ``rng.shuffle(arr)`` shuffles in place, a write through a view (``v[0] = 9``)
+changes the array it views, a method nobody listed mutates its receiver. After such a step the
+changed value must be saved as its output, or a replay hands back the old one.
+
+So, as Kishu does (VLDB 2025: the state reachable from the variables, by identity and content,
+compared before and after a cell), the step records the state of every value it could touch
+before it runs and compares it after:
+
+* the values it *could touch* are those of the names it reads (its inputs, mutated names, the
+  globals its notebook functions read) and of every other name whose object graph shares an
+  object with theirs (an alias ``b = a``, a view of an array, a pipeline that holds a model);
+  sharing is found by walking object graphs by identity (:func:`reach`), bounded per value;
+* the *state* of a value is its content fingerprint. The "before" fingerprint is usually free:
+  an input's fingerprint was computed for the step's key, and a step output's is remembered
+  in its lineage entry once computed. The "after" fingerprint is one hash pass (xxh3, GB/s).
+
+The code-shape analysis (``mutations.py``) stays as a fast path that adds names, never removes
+them: a value that cannot be fingerprinted (a connection) counts as changed when the code
+visibly mutates it.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable, Mapping
+from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
+from typing import Any, Final
+
+from . import fingerprint
+
+#: Objects walked per value when looking for shared objects; a value holding more is compared
+#: by the part walked (a miss is possible only for sharing deeper than this many objects).
+REACH_BUDGET: Final = 10_000
+
+_ATOMS: Final[frozenset[type]] = frozenset(
+    {int, float, complex, bool, str, bytes, type(None), range, slice})
+_OPAQUE: Final = (type, ModuleType, FunctionType, BuiltinFunctionType, MethodType, CodeType)
+
+
+def reach(value: object, budget: int = REACH_BUDGET) -> set[int]:
+    """Ids of the mutable objects ``value`` holds, itself included, by identity.
+
+    Containers, instances (through their ``__dict__`` and slots) and arrays count; an array
+    counts as the outermost array its memory belongs to, so a view and its base meet. Atoms
+    (numbers, strings), classes, functions and modules are not walked: they are shared by
+    everything and changing them is not a change of a value.
+
+    >>> inner = [1]; outer = {"k": inner}
+    >>> id(inner) in reach(outer), id(inner) in reach([2])
+    (True, False)
+    """
+    seen: set[int] = set()
+    stack: list[object] = [value]
+    while stack and len(seen) < budget:
+        obj = stack.pop()
+        kind = type(obj)
+        if kind in _ATOMS or id(obj) in seen or isinstance(obj, _OPAQUE):
+            continue
+        seen.add(id(obj))
+        if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+            seen.add(id(_array_root(obj)))
+            if not obj.dtype.hasobject:  # type: ignore[attr-defined]
+                continue
+        stack.extend(gc.get_referents(obj))
+    return seen
+
+
+def _array_root(array: Any) -> Any:
+    kind = type(array)
+    while type(array.base) is kind:
+        array = array.base
+    return array
+
+
+def state(value: object) -> str | None:
+    """The content fingerprint of a value, or None when it has none (a socket, a lock)."""
+    try:
+        return fingerprint.fingerprint(value)
+    except fingerprint.Unfingerprintable:
+        return None
+
+
+def is_data(value: object) -> bool:
+    """Values whose content a step's outputs are made of (not modules, classes or functions)."""
+    return not isinstance(value, _OPAQUE)
+
+
+class Observation:
+    """The state of the values a step could touch, taken before it runs.
+
+    Args:
+        namespace: the notebook namespace.
+        names: the names the step reads or mutates (they exist in ``namespace`` or not).
+        others: every other user name of the namespace (candidates for sharing).
+        known: ``name -> fingerprint`` already computed (an input's ``v:`` fingerprint, or
+            a content fingerprint remembered by lineage); the rest are computed now.
+    """
+
+    def __init__(self, namespace: Mapping[str, object], names: Iterable[str],
+                 others: Iterable[str], known: Callable[[str, object], str | None]) -> None:
+        self._namespace = namespace
+        watched = {n for n in names if n in namespace and is_data(namespace[n])}
+        touched: set[int] = set()
+        for name in watched:
+            touched |= reach(namespace[name])
+        for name in others:
+            value = namespace.get(name)
+            if name in watched or value is None or not is_data(value):
+                continue
+            if id(value) in touched or not touched.isdisjoint(reach(value)):
+                watched.add(name)
+        self.before: dict[str, tuple[int, str | None]] = {}
+        """name -> (id of the object, its fingerprint before the step)."""
+        for name in sorted(watched):
+            value = namespace[name]
+            self.before[name] = (id(value), known(name, value) or state(value))
+
+    def changed(self) -> tuple[set[str], dict[str, str]]:
+        """Names whose object is the same but whose content changed; and every fresh state.
+
+        Returns:
+            The changed names, and ``name -> fingerprint after`` for every watched name that
+            still holds its object and has a fingerprint (lineage remembers them).
+        """
+        changed: set[str] = set()
+        after: dict[str, str] = {}
+        for name, (ident, before) in self.before.items():
+            value = self._namespace.get(name, _GONE)
+            if value is _GONE or id(value) != ident:
+                continue  # rebound or deleted: identity already says so
+            now = state(value)
+            if now is None:
+                continue  # no content to compare: the code-shape analysis decides
+            after[name] = now
+            if now != before:
+                changed.add(name)
+        return changed, after
+
+
+_GONE: Final = object()

@@ -1,0 +1,172 @@
+"""A step's outputs saved as one group and restored with the identity of what they share.
+
+The outputs of one run (and its last value) are pickled together into one stored value, a dict
+``name -> value``, so that objects they share (``b = a``, an array and its view, a model and the
+pipeline holding it) are one object after a restore, as pickle's memo keeps them. Objects that an
+earlier step's stored outputs hold, and that this step did not change, are written as references
+to those values (``store/identity.py``); on restore a reference resolves to the object the
+namespace holds for it (found through lineage), so a later step's output that contains an earlier
+output points at the same object, as in a plain run.
+
+A group that cannot be pickled is split: each output is tried alone, those that fail are named
+in a warning, and the rest are saved as the group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DamagedRecordError, UnpicklableError
+from ..store import ValueRef
+from ..store.identity import Known
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+VALUE_MEMBER = "__value__"
+"""The member that holds the step's last value (dunder: never a user's output name)."""
+
+
+def known_objects(engine: Engine, changed: set[int]) -> Known:
+    """Objects of the namespace that stored values hold, minus those the step ``changed``."""
+    known: dict[int, tuple[object, str, str]] = {}
+    namespace = engine.namespace
+    for name, entry in engine.lineage.items():
+        value = namespace.get(name, _GONE)
+        if entry.stored is None or id(value) != entry.ident or id(value) in changed:
+            continue
+        known[id(value)] = (value, *entry.stored)
+    return known
+
+
+def save_group(engine: Engine, values: Mapping[str, object], changed: set[int],
+               unpicklable: Callable[[str, object, UnpicklableError], None],
+               ) -> tuple[ValueRef | None, list[str]]:
+    """Save ``values`` as one group; returns its ref and the names that are in it.
+
+    ``unpicklable(name, value, error)`` is told about each value that cannot be saved.
+    """
+    namespace = engine.namespace
+    known = known_objects(engine, changed)
+    group = dict(values)
+    try:
+        return _put(engine, group, known), list(group)
+    except UnpicklableError:
+        pass  # find which values fail, below; the others are saved together
+    for name, value in values.items():
+        try:
+            engine.store.check_picklable(value, namespace=namespace, known=known)
+        except UnpicklableError as err:
+            unpicklable(name, value, err)
+            del group[name]
+    if not group:
+        return None, []
+    return _put(engine, group, known), list(group)
+
+
+def _put(engine: Engine, group: dict[str, object], known: Known) -> ValueRef:
+    ref = engine.store.put_value(group, namespace=engine.namespace, known=known,
+                                 members=tuple(group.values()))
+    direct = ref.get("refs", [])
+    if direct:
+        # The values referred to may refer to others: keep the closure, so that garbage
+        # collection keeps every value a restore of this group needs.
+        closure = set(direct)
+        for _, entry in engine.lineage.items():
+            if entry.stored is not None and entry.stored[0] in closure:
+                closure.update(entry.refs)
+        ref["refs"] = sorted(closure)
+    return ref
+
+
+class Loader:
+    """Loads the values of records, resolving references to objects the namespace holds.
+
+    One loader per restore: a group referenced twice is loaded once, so what two values share
+    stays shared.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._groups: dict[str, dict[str, Any]] = {}
+        held: dict[tuple[str, str], object] = {}
+        for name, entry in engine.lineage.items():
+            value = engine.namespace.get(name, _GONE)
+            if entry.stored is not None and id(value) == entry.ident:
+                held[entry.stored] = value
+        self._held = held
+
+    def group(self, ref: Mapping[str, Any]) -> dict[str, Any]:
+        """The group value of ``ref`` (loaded once)."""
+        digest = ref["digest"]
+        group = self._groups.get(digest)
+        if group is None:
+            loaded = self._engine.store.get_value(ref, namespace=self._engine.namespace,
+                                                  resolve=self.resolve)
+            if not isinstance(loaded, dict):
+                raise DamagedRecordError(f"value {digest}", "format", "not a group of outputs")
+            group = self._groups[digest] = loaded
+        return group
+
+    def value(self, entry: Mapping[str, Any]) -> object:
+        """The value of one output entry (a member of a group, or an older single value)."""
+        ref = entry.get("ref")
+        if ref is None:
+            raise DamagedRecordError("output", "format", "output has no saved value")
+        member = entry.get("member")
+        if member is None:  # written before groups: the ref is the value itself
+            return self._engine.store.get_value(ref, namespace=self._engine.namespace,
+                                                resolve=self.resolve)
+        group = self.group(ref)
+        if member not in group:
+            raise DamagedRecordError(f"value {ref['digest']}", "format",
+                                     f"the group has no member {member!r}")
+        return group[member]
+
+    def resolve(self, digest: str, member: str) -> object:
+        """The object a reference names: the one the namespace holds, else loaded."""
+        held = self._held.get((digest, member), _GONE)
+        if held is not _GONE:
+            return held
+        group = self.group({"digest": digest, "kind": "inline"})
+        if member not in group:
+            raise DamagedRecordError(f"value {digest}", "format",
+                                     f"referenced group has no member {member!r}")
+        return group[member]
+
+
+_GONE: Any = object()
+
+
+def note_saved(engine: Engine, entries: Mapping[str, Mapping[str, Any]],
+               after: Mapping[str, str]) -> None:
+    """Lineage of a step's saved outputs; fresh states of the values it left unchanged."""
+    namespace = engine.namespace
+    for name, entry in entries.items():
+        _note(engine, name, entry, namespace[name], after.get(name))
+    for name, content in after.items():
+        if name not in entries:
+            known = engine.lineage.entry(name, namespace.get(name, _GONE))
+            if known is not None:
+                known.content = content
+
+
+def note_restored(engine: Engine, record: Any, values: Mapping[str, object]) -> None:
+    """Lineage of a replayed step's outputs, with where each is stored."""
+    for name, entry in record.outputs.items():
+        _note(engine, name, entry, values[name], None)
+
+
+def note_restored_one(engine: Engine, name: str, entry: Mapping[str, Any], value: object,
+                      ) -> None:
+    """Lineage of one restored output."""
+    _note(engine, name, entry, value, None)
+
+
+def _note(engine: Engine, name: str, entry: Mapping[str, Any], value: object,
+          content: str | None) -> None:
+    ref, member = entry.get("ref"), entry.get("member")
+    stored = (ref["digest"], member) if ref is not None and member is not None else None
+    refs = tuple(ref.get("refs", ())) if ref is not None else ()
+    engine.lineage.set(name, entry["token"], value, stored, content, refs)
