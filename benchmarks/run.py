@@ -18,11 +18,21 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: python benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import activities, cells, fingerprints, notebook, peers, restoring, saving
+from benchmarks import (
+    activities,
+    cells,
+    fingerprints,
+    notebook,
+    observing,
+    peers,
+    restoring,
+    saving,
+)
 from benchmarks.common import ROOT, WORK, Row, Settings, install_env
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-GROUPS = ("cells", "save", "restore", "fingerprint", "notebook", "peers", "activities")
+GROUPS = ("cells", "save", "restore", "fingerprint", "observe", "notebook", "peers",
+          "activities")
 
 
 def table(rows: list[Row]) -> str:
@@ -119,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     group("save", run_save)
     group("restore", lambda: restoring.run(settings, artifacts))
     group("fingerprint", lambda: fingerprints.run(settings))
+    group("observe", lambda: observing.run(settings))
     group("notebook", lambda: notebook.run(settings, notes))
     group("peers", lambda: peers.run(settings, artifacts, notes))
     group("activities", lambda: activities.run(settings, notes))

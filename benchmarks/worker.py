@@ -254,6 +254,43 @@ def step(kind: str, nbytes: int, phase: str, seed: int = 0) -> dict[str, Any]:
     return out
 
 
+# --- row 9: state observation --------------------------------------------------------------
+
+
+@task
+def observing(kind: str, nbytes: int, reps: int) -> dict[str, Any]:
+    """A step that reads a large step output: plain, durable (observed), and observation alone.
+
+    The durable cell is forced (lookup, execute, observe, save every time); its overhead over
+    the plain cell is mostly the state observation (one hash pass after the step, and one
+    before it the first time, until lineage remembers the fingerprint).
+    """
+    from kitteh_magic.steps import observe
+
+    shell = _shell()
+    # touch is a local module's function, an activity by default (its argument digest would
+    # be a second hash pass); a notebook's numpy/pandas calls are inline.
+    _run(shell, "import kitteh_magic as km\nfrom benchmarks.data import make, touch\n"
+                "touch = km.inline(touch)")
+    _run(shell, f"%%durable big\nobj = make({kind!r}, {nbytes})")
+    body = "m = touch(obj)"
+    out: dict[str, Any] = {}
+    out["first"] = timed(lambda: _run(shell, "%%durable stat --force\n" + body), 1, warmup=0)
+    out["plain"] = timed(lambda: _run(shell, body), reps, warmup=1)
+    out["durable"] = timed(lambda: _run(shell, "%%durable stat --force\n" + body), reps,
+                           warmup=1)
+    engine = shell._kitteh_magic_state.engine
+    ns = engine.namespace
+
+    def observation() -> None:
+        watch = observe.Observation(ns, {"obj"}, [n for n in ns if not engine.hidden(n)],
+                                    lambda n, v: None)
+        watch.changed()
+
+    out["observation"] = timed(observation, reps, warmup=1)
+    return out
+
+
 # --- row 7: joblib.Memory ------------------------------------------------------------------
 
 

@@ -45,13 +45,17 @@ def _array_view(base: Any, offset: int, shape: tuple[int, ...], strides: tuple[i
     return view
 
 
-def _root(array: Any) -> Any:
-    """The outermost ndarray a view's memory belongs to (restored arrays end at an mmap)."""
-    kind = type(array)
-    base = array.base
-    while base is not None and type(base) is kind:
-        array, base = base, base.base
-    return array
+def _bounds(array: Any) -> tuple[int, int]:
+    """The byte range ``[low, high)`` an array's elements occupy."""
+    low = high = array.__array_interface__["data"][0]
+    if array.size == 0:
+        return low, low
+    for n, stride in zip(array.shape, array.strides, strict=True):
+        if stride > 0:
+            high += (n - 1) * stride
+        else:
+            low += (n - 1) * stride
+    return low, high + array.itemsize
 
 
 def _is_ndarray(obj: object) -> bool:
@@ -75,7 +79,11 @@ class IdentityPickler(NotebookPickler):
                  members: tuple[object, ...]) -> None:
         super().__init__(file, namespace, buffer_callback)
         self._known = known
-        self._members = {id(m): m for m in members}
+        arrays: list[Any] = [m for m in members if _is_ndarray(m)]
+        arrays += [entry[0] for entry in known.values() if _is_ndarray(entry[0])]
+        self._arrays: list[tuple[int, int, Any]] = [
+            (*_bounds(a), a) for a in arrays
+            if not a.dtype.hasobject and (a.flags.c_contiguous or a.flags.f_contiguous)]
         self.refs: set[str] = set()
         """Digests of the values this stream refers to (they must outlive it)."""
 
@@ -94,18 +102,19 @@ class IdentityPickler(NotebookPickler):
         return super().reducer_override(obj)
 
     def _view(self, view: Any) -> Any:
-        root: Any = _root(view)
-        if root is view:
+        """A view of an array this stream holds or refers to: written as a view of it."""
+        low, high = _bounds(view)
+        ident = id(view)
+        # A candidate holds the view's whole range, and is strictly larger or (same range) has
+        # a smaller id: no two arrays can be written as views of each other.
+        found = [(c_high - c_low, c_low, array) for c_low, c_high, array in self._arrays
+                 if array is not view and c_low <= low and high <= c_high
+                 and (c_high - c_low > high - low or id(array) < ident)]
+        if not found:
             return None
-        known = self._known.get(id(root))
-        held = known is not None and known[0] is root
-        if not held and id(root) not in self._members:
-            return None
-        if not (root.flags.c_contiguous or root.flags.f_contiguous):
-            return None
-        offset = (view.__array_interface__["data"][0]
-                  - root.__array_interface__["data"][0])
-        args = (root, offset, view.shape, view.strides, view.dtype, bool(view.flags.writeable))
+        _, base_low, base = max(found, key=lambda item: item[0])
+        args = (base, view.__array_interface__["data"][0] - base_low, view.shape,
+                view.strides, view.dtype, bool(view.flags.writeable))
         try:  # prove that the rebuilt view is the same window, else copy it as pickle would
             probe = _array_view(*args)
         except (TypeError, ValueError):
