@@ -6,17 +6,27 @@ from ``%who`` and from step outputs; ``unload`` removes them all.
 
 from __future__ import annotations
 
+import ast
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
 
 from . import cellargs
 from .activities import dispatch
-from .errors import KittehWarning
+from .errors import InternalWarning, KittehWarning
 from .steps.engine import Engine, is_hidden
 from .steps.run import StepRun
-from .transformer import STEPS_NAME, DurableCells, is_wrappable, mark_durable_cell
+from .transformer import (
+    RUNS_PLAIN,
+    STEPS_NAME,
+    DurableCells,
+    cell_label,
+    is_wrappable,
+    mark_durable_cell,
+    warn_failure,
+)
 
 _STATE_ATTR = "_kitteh_magic_state"
 CALL_NAME, AWAIT_NAME = "_kitteh_call_", "_kitteh_acall_"
@@ -25,16 +35,39 @@ CALL_NAME, AWAIT_NAME = "_kitteh_call_", "_kitteh_acall_"
 class Steps:
     """What cells transformed by :class:`DurableCells` call to start a step."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, ran_plain: Callable[[str, str], None]) -> None:
         self.engine = engine
+        self.ran_plain = ran_plain
 
-    def start(self, source: str, line: str) -> StepRun:
-        """A run of a cell; bad ``%%durable`` arguments are a UsageError before anything runs."""
+    def start(self, source: str, line: str) -> StepRun | PlainRun:
+        """A run of a cell; bad ``%%durable`` arguments are a UsageError before anything runs.
+
+        If the run cannot even be set up, the cell runs plain (with a warning), not broken.
+        """
         try:
-            spec = cellargs.parse(line, source, self.engine.default_mode)
+            return StepRun(self.engine, cellargs.parse(line, source, self.engine.default_mode))
         except cellargs.CellArgsError as err:
             raise UsageError(str(err)) from None
-        return StepRun(self.engine, spec)
+        except Exception as err:
+            label = cell_label(source, line)
+            warn_failure(label, err, RUNS_PLAIN)
+            self.ran_plain(source, label)
+            return PlainRun()
+
+
+class PlainRun:
+    """Stands in for a step run that could not be set up: the body runs once, as a plain cell."""
+
+    value: Any = None
+
+    def replay(self) -> bool:
+        return False
+
+    def __enter__(self) -> PlainRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class _Extension:
@@ -47,25 +80,63 @@ class _Extension:
         hidden = shell.user_ns_hidden
         self.engine = Engine(shell.user_ns, display_pub=shell.display_pub,
                              hidden=lambda name: name in hidden or is_hidden(name))
-        self.transformer = DurableCells()
-        self.magics = DurableMagics(shell, self.engine, self.transformer)
-        self.names = {STEPS_NAME: Steps(self.engine), CALL_NAME: dispatch.call,
-                      AWAIT_NAME: dispatch.acall, "_kitteh_engine_": self.engine}
+        self.transformer = DurableCells(ran_plain=self.note_plain_cell)
+        self.magics = DurableMagics(shell, self.engine, self.transformer, self.note_plain_cell)
+        self.names = {STEPS_NAME: Steps(self.engine, self.note_plain_cell),
+                      CALL_NAME: dispatch.call, AWAIT_NAME: dispatch.acall,
+                      "_kitteh_engine_": self.engine}
 
     def pre_run_cell(self, info: Any) -> None:
         """Note the cell id; a plain cell's touched names lose their lineage tokens."""
-        engine = self.engine
-        engine.cell_id = getattr(info, "cell_id", None)
-        raw = getattr(info, "raw_cell", "") or ""
+        self.engine.cell_id = getattr(info, "cell_id", None)
+        try:
+            self._note_cell(getattr(info, "raw_cell", "") or "")
+        finally:
+            self._reinstall()
+
+    def _note_cell(self, raw: str) -> None:
         if raw.lstrip().startswith("%%durable"):
             return
         try:
             source = self.shell.transform_cell(raw)
-            if self.transformer.auto and is_wrappable(self.shell.compile.ast_parse(source)):
-                return
-            engine.note_plain_cell(source)
-        except Exception:
-            return  # a cell IPython cannot parse will fail on its own; nothing to track
+            tree = self.shell.compile.ast_parse(source)
+        except Exception:  # not a pipeline failure: IPython reports such a cell and never runs it
+            return
+        if not (self.transformer.auto and is_wrappable(tree)):
+            self.note_plain_cell(source)
+
+    def note_plain_cell(self, cell: str | ast.Module, label: str | None = None) -> None:
+        """A cell runs plain: the names it touches lose their lineage tokens.
+
+        If what it touches cannot be told, every token goes: a later step then fingerprints its
+        inputs by content (slower, never stale).
+        """
+        try:
+            self.engine.note_plain_cell(cell if isinstance(cell, str) else ast.unparse(cell))
+        except Exception as err:
+            self.engine.lineage.clear()
+            warn_failure(label or cell_label(cell if isinstance(cell, str) else ""), err,
+                         "the fingerprints of every earlier step's outputs are recomputed from "
+                         "their content, which is slower")
+
+    def _reinstall(self) -> None:
+        """Put back what ``%reset`` or IPython took out: runtime names, the AST transformer.
+
+        ``%reset`` empties the namespace (generated code would then fail on a missing name);
+        IPython unregisters an AST transformer that raised (only a warning raised as an error
+        can make ours raise), and every later cell would run plain.
+        """
+        shell, ns = self.shell, self.shell.user_ns
+        if any(ns.get(name) is not value for name, value in self.names.items()):
+            ns.update(self.names)
+            shell.user_ns_hidden.update(self.names)
+        if self.transformer not in shell.ast_transformers:
+            shell.ast_transformers.append(self.transformer)
+            warnings.warn_explicit(
+                "kitteh_magic's AST transformer had been unregistered (IPython drops one that "
+                "raised); it is installed again, so %%durable and `%durable on` cells are steps "
+                "again. The cells run since then ran as plain cells.",
+                InternalWarning, "kitteh_magic", 0)
 
 
 def load(shell: Any) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from collections.abc import Callable
 from typing import Any, NoReturn
 
-from IPython.core.error import UsageError
+from IPython.core.error import InputRejected, UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
@@ -22,7 +23,7 @@ from .restore import restore
 from .steps import analysis
 from .steps.engine import Engine
 from .steps.run import run_step
-from .transformer import DurableCells
+from .transformer import RUNS_PLAIN, DurableCells, cell_label, warn_failure
 
 LINE_USAGE = """\
 %durable status [--json]        the session's steps: state, runs, duration, time saved, size
@@ -75,10 +76,13 @@ def _line_parser() -> _Parser:
 class DurableMagics(Magics):
     """The ``%%durable`` cell magic and the ``%durable`` line magic."""
 
-    def __init__(self, shell: Any, engine: Engine, transformer: DurableCells) -> None:
+    def __init__(self, shell: Any, engine: Engine, transformer: DurableCells,
+                 ran_plain: Callable[[str, str], None]) -> None:
         super().__init__(shell)
         self.engine = engine
         self.transformer = transformer
+        self.ran_plain = ran_plain
+        """Told of a cell that runs plain because kitteh_magic failed on it."""
 
     @cell_magic("durable")
     def durable_cell(self, line: str, cell: str) -> Any:
@@ -95,29 +99,43 @@ class DurableMagics(Magics):
         except SyntaxError:
             # Let IPython report it the usual way, through the plain path.
             return self.shell.run_cell(cell, store_history=False)
-        if analysis.analyse(tree).has_await:
-            raise UsageError("%%durable: top-level await needs the cell to be typed in the "
-                             "notebook (run_cell_magic cannot await); write it as a cell.")
-        value = run_step(self.engine, spec, lambda: self._execute(source, tree, spec.mode))
+        try:
+            has_await = analysis.analyse(tree).has_await
+            tree = self._transform(tree)
+            body = rewrite(tree) if spec.mode == "durable" else tree
+        except InputRejected:  # another extension's transformer refused the cell
+            raise
+        except Exception as err:
+            label = cell_label(source, line)
+            warn_failure(label, err, RUNS_PLAIN)
+            self.ran_plain(source, label)
+            value = self._execute(source, tree)
+        else:
+            if has_await:
+                raise UsageError("%%durable: top-level await needs the cell to be typed in the "
+                                 "notebook (run_cell_magic cannot await); write it as a cell.")
+            value = run_step(self.engine, spec, lambda: self._execute(source, body))
         return None if cell.rstrip().endswith(";") else value
 
     durable_cell.__doc__ = cellargs.CELL_HELP
 
-    def _execute(self, source: str, tree: Any, mode: str) -> Any:
-        """Execute a cell body the way IPython would: its AST transformers, then exec/eval."""
+    def _transform(self, tree: Any) -> Any:
+        """The other extensions' AST transformers, as IPython would apply them to the cell."""
         shell = self.shell
-        # Other extensions' transformers apply; ours must not wrap the body of a step in a second
-        # step. IPython drops transformers that fail: keep that effect.
+        # Ours must not wrap the body of a step in a second step. IPython drops transformers that
+        # fail: keep that effect.
         everything = shell.ast_transformers
         shell.ast_transformers = [t for t in everything if t is not self.transformer]
         try:
-            tree = shell.transform_ast(tree)
+            return shell.transform_ast(tree)
         finally:
             kept = shell.ast_transformers
             shell.ast_transformers = [t for t in everything
                                       if t in kept or t is self.transformer]
-        if mode == "durable":
-            tree = rewrite(tree)
+
+    def _execute(self, source: str, tree: Any) -> Any:
+        """Execute a cell body the way IPython would (exec, then eval of a last expression)."""
+        shell = self.shell
         module, last = analysis.split_last_expr(tree)
         filename = shell.compile.cache(source, shell.execution_count)
         namespace = shell.user_ns

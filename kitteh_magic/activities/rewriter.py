@@ -79,20 +79,33 @@ def _call(node: ast.Call, name: str) -> ast.Call:
 def _copy(node: ast.AST, rewriting: bool) -> ast.AST:
     """A copy of ``node`` whose children are visited (rewritten when ``rewriting``).
 
-    Fields and locations live in the node's ``__dict__``; copying it is several times faster
-    than ``copy.deepcopy`` or ``getattr`` per field. Context nodes (``Load``) are shared, as the
-    parser itself shares them.
+    Only the node's grammar fields (``_fields``) and locations (``_attributes``) are copied,
+    read straight from its ``__dict__``: several times faster than ``copy.deepcopy`` or
+    ``getattr`` per field. Any other attribute is foreign and is left behind: IPython's traceback
+    rendering (``executing``, ``stack_data``) and other tools attach ``parent`` links and the
+    like, and following one leads out of the cell's tree or round a cycle. That matters most for
+    the operator and context nodes (``Load``, ``Eq``, ``Add``): the parser shares one instance of
+    each between every tree it makes, so what a tool attached to them points into another tree.
+    Here they are shared too when they fill a field of their own, and copied bare in a list
+    (``Compare.ops``).
     """
     kind = type(node)
     new = kind.__new__(kind)
     fields = new.__dict__
-    for key, value in node.__dict__.items():
+    old = node.__dict__
+    for key in kind._fields:
+        if key not in old:
+            continue
+        value = old[key]
         if type(value) is list:
             inner = rewriting and key not in _ANNOTATIONS
             value = [_visit(v, inner) if isinstance(v, ast.AST) else v for v in value]
         elif isinstance(value, ast.AST) and not isinstance(value, _SHARED):
             value = _visit(value, rewriting and key not in _ANNOTATIONS)
         fields[key] = value
+    for key in kind._attributes:
+        if key in old:
+            fields[key] = old[key]
     return new
 
 
