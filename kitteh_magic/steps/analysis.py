@@ -14,6 +14,7 @@ are recognised by :mod:`.mutations`.
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 from dataclasses import dataclass
 
@@ -94,9 +95,8 @@ def split_last_expr(tree: ast.Module) -> tuple[ast.Module, ast.Expression | None
     """Splits off a final expression statement so that its value can be evaluated and shown.
 
     The returned module is a new node holding the same statement nodes as ``tree`` (neither is
-    mutated: a deep copy of a large cell would cost more than the whole lookup budget, and would
-    follow the ``parent`` links IPython's tracebacks leave on shared operator nodes into old
-    trees); the expression wraps the same node.
+    mutated: a deep copy of a large cell would cost more than the whole lookup budget); the
+    expression is a copy.
 
     >>> body, last = split_last_expr(parse("x = 1\\nx + 1"))
     >>> len(body.body), ast.unparse(last)
@@ -105,7 +105,8 @@ def split_last_expr(tree: ast.Module) -> tuple[ast.Module, ast.Expression | None
     if not tree.body or not isinstance(tree.body[-1], ast.Expr):
         return ast.Module(body=list(tree.body), type_ignores=list(tree.type_ignores)), None
     last = tree.body[-1]
-    expression = ast.Expression(body=last.value)
+    expression = ast.Expression(body=copy.deepcopy(last.value))
+    ast.fix_missing_locations(expression)
     return ast.Module(body=list(tree.body[:-1]), type_ignores=list(tree.type_ignores)), expression
 
 
