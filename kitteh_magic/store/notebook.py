@@ -7,24 +7,61 @@ every DataFrame it mentions into the store). Here a function whose globals are t
 namespace is saved without them, and re-bound on load to the namespace the value is restored
 into, so it behaves exactly like the function the cell defined.
 
-The two rebuild functions below are referenced by name from stored records: keep their names.
+A notebook class (``__module__ == "__main__"``, alone or as the type of an instance anywhere in a
+value) is saved by value as cloudpickle does, plus its qualified name and code fingerprint. On
+load, the class of that name in the namespace is used instead when its fingerprint is the same,
+so restored instances are instances of the notebook's class (``isinstance``, ``match``,
+``singledispatch``, enum members by identity). Otherwise the class is rebuilt by value, once per
+name and fingerprint in this process, so that all the values saved with it share one class: an
+instance made before its class was changed keeps the old class and its behaviour, as it would in
+a plain run. The fingerprint covers what a later read of the class can see, class attributes
+included, so a class whose attributes its instances changed (a counter, a registry) also comes
+back by value. Rejected: looking classes up by name alone (an edited class would silently give old
+instances new behaviour) and assigning ``__class__`` of restored instances (it breaks slots,
+C-level layouts and objects that cache their type).
+
+>>> import enum
+>>> class Color(enum.Enum):
+...     RED = 1
+>>> Color.__module__ = "__main__"  # as if a notebook cell had defined it
+>>> stream = dumps([Color.RED], {}, lambda buf: True)
+>>> with restoring_into({"Color": Color}):
+...     pickle.loads(stream)[0] is Color.RED
+True
+
+The rebuild functions below (``_skeleton``, ``_fill``, ``_class``, ``_fill_class``) are referenced
+by name from stored records: keep their names.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import copyreg
 import io
 import pickle
 import types
+import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 import cloudpickle
 
+from kitteh_magic.errors import InternalWarning
+
 _NAMESPACE: ContextVar[dict[str, Any] | None] = ContextVar("kitteh_namespace", default=None)
 _EMPTY = "__kitteh_empty_cell__"
+
+_ClassKey = tuple[str, str]
+"""A notebook class's qualified name and code fingerprint."""
+
+_BUILT: weakref.WeakValueDictionary[_ClassKey, type] = weakref.WeakValueDictionary()
+"""Classes rebuilt by value in this process, so that later loads of the same class share them."""
+
+_UNFILLED: weakref.WeakKeyDictionary[type, _ClassKey] = weakref.WeakKeyDictionary()
+"""Classes rebuilt by value whose attributes are still to be set (by :func:`_fill_class`)."""
 
 
 def _skeleton(code: types.CodeType, name: str, cells: int) -> types.FunctionType:
@@ -51,6 +88,75 @@ def _fill(fn: types.FunctionType, state: dict[str, Any]) -> None:
             cell.cell_contents = content
 
 
+def _class(qualname: str, print_: str, make: Callable[..., type], args: tuple[Any, ...]) -> type:
+    """The namespace's class of this name and fingerprint, else the class rebuilt by value.
+
+    ``make(*args)`` is cloudpickle's skeleton of the class; its attributes are set afterwards by
+    :func:`_fill_class` (they may refer back to the class: methods using ``super()``, members).
+    """
+    key = (qualname, print_)
+    found = _namespace_class(key)
+    if found is None:  # not `or`: a class can be false (an enum without members has len 0)
+        found = _BUILT.get(key)
+    if found is not None:
+        return found
+    built = make(*args)
+    _UNFILLED[built] = key
+    return built
+
+
+def _fill_class(cls: type, state: tuple[Callable[[type, Any], object], Any]) -> None:
+    """Second phase: the attributes of a class rebuilt by value; nothing for a class found."""
+    key = _UNFILLED.pop(cls, None)
+    if key is None:
+        return
+    setstate, attributes = state
+    setstate(cls, attributes)
+    _BUILT[key] = cls
+
+
+def _namespace_class(key: _ClassKey) -> type | None:
+    namespace = _NAMESPACE.get()
+    qualname, print_ = key
+    if namespace is None or "<locals>" in qualname:
+        return None
+    head, *path = qualname.split(".")
+    found = namespace.get(head)
+    for name in path:  # a nested class: Outer.Inner
+        found = vars(found).get(name) if isinstance(found, type) else None
+    if not isinstance(found, type) or getattr(found, "__module__", None) != "__main__":
+        return None
+    if found.__qualname__ != qualname:
+        return None
+    try:
+        same = _class_print(found, namespace) == print_
+    except Exception as exc:  # the value still loads, with the class it was saved with
+        warnings.warn(InternalWarning(
+            f"kitteh_magic could not fingerprint the notebook's class {qualname} "
+            f"({type(exc).__name__}: {exc}); restored values keep the class they were saved "
+            f"with, so isinstance(..., {qualname}) is False for them. Re-run the step that made "
+            f"them (%%durable NAME --force) to make them with the current class."), stacklevel=2)
+        return None
+    return found if same else None
+
+
+def _class_print(cls: type, namespace: dict[str, Any] | None) -> str:
+    """The code fingerprint of a notebook class, the same before and after pickling instances.
+
+    Pickling an instance caches ``__slotnames__`` on its class (``copyreg``), an attribute the
+    fingerprint sees, and a class's fingerprint covers the classes it refers to (bases, field
+    types). So the cache is filled first on this class and on every notebook class of the
+    namespace, when saving and when loading alike, and the two sides compare equal.
+    """
+    from kitteh_magic.steps.codeprint import code_fingerprint  # the store sits below the steps
+
+    for klass in (*cls.__mro__, *(namespace or {}).values()):
+        if (isinstance(klass, type) and getattr(klass, "__module__", None) == "__main__"
+                and "__slotnames__" not in vars(klass)):
+            copyreg._slotnames(klass)  # type: ignore[attr-defined]
+    return code_fingerprint(cls)
+
+
 def _cell_content(cell: types.CellType) -> Any:
     try:
         return cell.cell_contents
@@ -59,7 +165,8 @@ def _cell_content(cell: types.CellType) -> Any:
 
 
 class NotebookPickler(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle, except that functions over ``namespace`` are saved without their globals."""
+    """cloudpickle, except that functions over ``namespace`` are saved without their globals and
+    notebook classes are saved with their name and fingerprint (see the module's docstring)."""
 
     def __init__(self, file: io.BytesIO, namespace: dict[str, Any],
                  buffer_callback: Callable[[pickle.PickleBuffer], bool]) -> None:
@@ -77,7 +184,19 @@ class NotebookPickler(cloudpickle.Pickler):  # type: ignore[misc]
             # (a recursive inner function) finds it in the memo.
             return (_skeleton, (obj.__code__, obj.__name__, len(closure)), state, None, None,
                     _fill)
+        if issubclass(type(obj), type) and getattr(obj, "__module__", None) == "__main__":
+            return self._class_reduce(obj)
         return super().reducer_override(obj)
+
+    def _class_reduce(self, cls: type) -> Any:
+        reduced = super().reducer_override(cls)
+        if not isinstance(reduced, tuple) or len(reduced) != 6:
+            return reduced  # a class cloudpickle saves by reference
+        make, args, attributes, _, _, setstate = reduced
+        # Six items again: the class is in the memo before its attributes are loaded, whichever
+        # class _class picked, so attributes that refer back to it get that same class.
+        return (_class, (cls.__qualname__, _class_print(cls, self._namespace), make, args),
+                (setstate, attributes), None, None, _fill_class)
 
 
 def dumps(obj: object, namespace: dict[str, Any] | None,
@@ -93,7 +212,7 @@ def dumps(obj: object, namespace: dict[str, Any] | None,
 
 @contextlib.contextmanager
 def restoring_into(namespace: dict[str, Any] | None) -> Iterator[None]:
-    """Functions unpickled inside this block are bound to ``namespace``."""
+    """Functions and classes unpickled inside this block are bound to ``namespace``."""
     token = _NAMESPACE.set(namespace)
     try:
         yield
