@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,9 +13,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from kernel import Kernel
 
-# The server extension's handler tests use pytest-jupyter's jp_fetch; a plugin must be declared
-# in the root conftest.
+# The server extension's handler tests use pytest-jupyter's jp_fetch (the `test` extra installs
+# it); a plugin must be declared in the root conftest.
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests skip without Playwright (the `browser` extra), as they do without Chromium,
+    so that the `test` extra alone runs `pytest` to the end."""
+    if importlib.util.find_spec("playwright") is not None:
+        return
+    skip = pytest.mark.skip(reason="Playwright is missing: pip install -e '.[test,browser]'")
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import pickle
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from kitteh_magic.activities import policy
 from kitteh_magic.activities.policy import (
     ActivityTimeout,
     RetryPolicy,
@@ -40,6 +41,67 @@ def recorder() -> tuple[list[float], Callable[[float], None]]:
     return delays, delays.append
 
 
+class Clock:
+    """The policy module's ``time``, replaced: it moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(policy, "time", fake)
+    return fake
+
+
+class Timer:
+    """Stands in for the wait on a timed attempt (the policy module's ``threading.Event``): the
+    first ``expire`` waits end at once, as when the timeout passes with the attempt still
+    running; later waits last until the attempt ends. No test then depends on how fast the
+    machine is, and the timeouts the policy asked for are recorded."""
+
+    def __init__(self, expire: int) -> None:
+        self.expire = expire
+        self.timeouts: list[float | None] = []
+
+    def event(self) -> threading.Event:
+        timer = self
+
+        class Event(threading.Event):
+            def wait(self, timeout: float | None = None) -> bool:
+                timer.timeouts.append(timeout)
+                if len(timer.timeouts) <= timer.expire:
+                    return False
+                return super().wait()
+
+        return Event()
+
+
+@pytest.fixture
+def timer(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], Timer]:
+    def install(expire: int) -> Timer:
+        fake = Timer(expire)
+        monkeypatch.setattr(policy, "threading",
+                            SimpleNamespace(Event=fake.event, Thread=threading.Thread))
+        return fake
+    return install
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    """Holds timed-out attempts until the test ends, then lets their threads finish."""
+    release = threading.Event()
+    yield release
+    release.set()
+
+
 # --- synchronous ------------------------------------------------------------------------------
 
 
@@ -48,7 +110,19 @@ def test_no_policy_calls_once_with_the_arguments() -> None:
     done = call_with_policy(fn, (1, 2), {"k": 3}, RetryPolicy(), name="f")
     assert done.result == (1, (1, 2), {"k": 3})
     assert (done.attempts, fn.calls) == (1, 1)
-    assert done.duration >= 0
+
+
+def test_duration_spans_every_attempt_and_the_waits_between_them(clock: Clock) -> None:
+    flaky = Flaky(2)
+
+    def slow_flaky() -> Any:
+        clock.now += 0.25  # each attempt takes a quarter of a second
+        return flaky()
+
+    done = call_with_policy(slow_flaky, (), {}, RetryPolicy(retries=2, backoff=0.5), name="f",
+                            sleep=clock.sleep)
+    assert done.attempts == 3
+    assert done.duration == 3 * 0.25 + 0.5 + 1.0
 
 
 def test_failures_are_retried_with_doubling_backoff() -> None:
@@ -98,30 +172,44 @@ def test_interrupts_and_exits_are_never_retried(error: type[BaseException]) -> N
     assert fn.calls == 1
 
 
-def test_a_slow_attempt_times_out() -> None:
-    release = threading.Event()
-    started = time.perf_counter()
+def test_a_slow_attempt_times_out_while_it_still_runs(
+        timer: Callable[[int], Timer], gate: threading.Event) -> None:
+    waits = timer(1)
+    ended: list[str] = []
+
+    def slow_call() -> str:
+        gate.wait()
+        ended.append("late")
+        return "late"
+
     with pytest.raises(ActivityTimeout, match=r"slow_call .*0\.2 s") as info:
-        call_with_policy(release.wait, (5,), {}, RetryPolicy(timeout=0.2), name="slow_call")
-    elapsed = time.perf_counter() - started
-    release.set()  # the abandoned worker thread ends
-    assert 0.2 <= elapsed < 2
+        call_with_policy(slow_call, (), {}, RetryPolicy(timeout=0.2), name="slow_call")
+    assert waits.timeouts == [0.2]
+    assert ended == []  # the caller stopped waiting; the attempt had not returned
     assert isinstance(info.value, TimeoutError) and isinstance(info.value, KittehError)
     assert info.value.kitteh_attempts == 1  # type: ignore[attr-defined]
+    [worker] = [t for t in threading.enumerate() if t.name == "kitteh-activity slow_call"]
+    assert worker.daemon  # abandoned, it cannot keep the kernel from exiting
+    gate.set()
+    worker.join()
+    assert ended == ["late"]  # it ended by itself, and its result went nowhere
 
 
-def test_timed_out_attempts_are_retried() -> None:
+def test_timed_out_attempts_are_retried(
+        timer: Callable[[int], Timer], gate: threading.Event) -> None:
+    waits = timer(1)
     calls = []
 
     def slow_then_fast() -> str:
         calls.append(1)
         if len(calls) == 1:
-            time.sleep(1)
+            gate.wait()  # the first attempt hangs until the test ends
         return "ok"
 
     done = call_with_policy(slow_then_fast, (), {}, RetryPolicy(retries=1, timeout=0.1),
                             name="f", sleep=lambda s: None)
-    assert (done.result, done.attempts) == ("ok", 2)
+    assert (done.result, done.attempts, len(calls)) == ("ok", 2, 2)
+    assert waits.timeouts == [0.1, 0.1]
 
 
 def test_a_timed_attempt_returns_results_and_raises_errors_of_its_thread() -> None:
@@ -194,11 +282,9 @@ def test_async_timeout_cancels_the_attempt() -> None:
             cancelled.append(True)
             raise
 
-    started = time.perf_counter()
     with pytest.raises(ActivityTimeout, match="slow"):
         asyncio.run(acall_with_policy(slow, (), {}, RetryPolicy(timeout=0.1), name="slow"))
-    assert time.perf_counter() - started < 2
-    assert cancelled == [True]
+    assert cancelled == [True]  # the attempt was cancelled, not waited for
 
 
 def test_async_own_timeout_error_is_not_mistaken_for_the_policys() -> None:

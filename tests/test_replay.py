@@ -57,11 +57,13 @@ def test_restart_replays_every_step_without_running_it(
 
 
 def test_restored_arrays_are_ordinary_writable_values(
-        kernel: Kernel, counter: Callable[[str], str]) -> None:
-    kernel.ok("%%durable big\nimport numpy as np\nbig = np.ones(40_000_000)\n")  # 320 MB: a blob
+        kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
+    cell = f"%%durable big\n{counter('big')}\nimport numpy as np\nbig = np.ones(40_000_000)\n"
+    kernel.ok(cell)  # 320 MB: a blob file
     kernel.restart()
     kernel.ok("%load_ext kitteh_magic")
-    kernel.ok("%%durable big\nimport numpy as np\nbig = np.ones(40_000_000)\n")
+    again = kernel.ok(cell)
+    assert again.replayed and runs(tmp_path, "big") == 1  # the array below is the restored one
     kernel.ok("big[0] = 5.0")
     assert kernel.value("float(big[:2].sum())") == 6.0
     kernel.restart()
