@@ -130,6 +130,49 @@ def test_a_record_pointed_at_another_steps_value_is_refused(
     assert runs(tmp_path, "b") == 2
 
 
+def test_a_journal_entry_pointed_at_another_value_is_refused(
+        kernel: Kernel, tmp_path: Path) -> None:
+    """Break ``journal-signature``: a journal entry read without its signature hands a call
+    the result it was edited to point at (another step's validly signed value)."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    kernel.ok("%%durable a\nsecret = 'the value of step a'\n")
+    stolen = kernel.value("_kitteh_engine_.catalog.record(_kitteh_engine_.catalog.pointer("
+                          "_kitteh_engine_.session, 'a').key).outputs['secret']['ref']")
+    cell = textwrap.dedent(f"""\
+        %%durable clock
+        import os, time
+        first = time.time()
+        if not os.path.exists({str(go)!r}):
+            open({str(ready)!r}, "w").close()
+            while not os.path.exists({str(go)!r}):
+                pass  # killed here, with the clock's reading journaled
+        first
+        """)
+    kernel.send(cell)
+    wait_for(ready)
+    kernel.kill()
+    go.touch()
+    [key] = [k for k in _index_keys(tmp_path / "store") if k.startswith("km1/jrn/")]
+
+    def point_at_a(doc: dict) -> None:
+        doc["result"] = stolen
+
+    _forge_under_old_signature(tmp_path / "store", key, point_at_a)
+    reload(kernel)
+    result = kernel.ok(cell)
+
+    assert "DamagedStoreWarning" in result.stderr and "journal entry" in result.stderr
+    assert isinstance(kernel.value("first"), float)
+    assert statuses(kernel)["clock"]["resumed"] == 0
+
+
+def _index_keys(store_dir: Path) -> list[str]:
+    db = sqlite3.connect(store_dir / "index" / "cache.db")
+    keys = [key for (key,) in db.execute("SELECT key FROM Cache ORDER BY key")]
+    db.close()
+    return keys
+
+
 # --- a finished step's journal is cleared (DESIGN §4.2, §4.3) ---------------------------------
 
 
