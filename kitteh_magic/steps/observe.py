@@ -122,32 +122,37 @@ class Observation:
                 continue
             if id(value) in touched or not touched.isdisjoint(reach(value)):
                 watched.add(name)
-        self.before: dict[str, tuple[int, str | None]] = {}
-        """name -> (id of the object, its fingerprint before the step)."""
+        self.before: dict[str, tuple[object, str | None]] = {}
+        """name -> (the object, its fingerprint before the step); held until the step ends."""
         for name in sorted(watched):
             value = namespace[name]
-            self.before[name] = (id(value), known(name, value) or state(value))
+            self.before[name] = (value, known(name, value) or state(value))
 
-    def changed(self) -> tuple[set[str], dict[str, str]]:
-        """Names whose object is the same but whose content changed; and every fresh state.
+    def changed(self) -> tuple[set[str], set[int], dict[str, str]]:
+        """What the step changed in place.
 
         Returns:
-            The changed names, and ``name -> fingerprint after`` for every watched name that
-            still holds its object and has a fingerprint (lineage remembers them).
+            The names still bound to their object whose content changed; the ids of every
+            watched object whose content changed, bound or not (``old = model; model = {}``
+            then ``old["w"] = 9`` changes the object ``model`` held); and ``name ->
+            fingerprint after`` for every watched name that still holds its object and has a
+            fingerprint (lineage remembers them).
         """
         changed: set[str] = set()
+        changed_ids: set[int] = set()
         after: dict[str, str] = {}
-        for name, (ident, before) in self.before.items():
-            value = self._namespace.get(name, _GONE)
-            if value is _GONE or id(value) != ident:
-                continue  # rebound or deleted: identity already says so
-            now = state(value)
+        for name, (obj, before) in self.before.items():
+            now = state(obj)
             if now is None:
                 continue  # no content to compare: the code-shape analysis decides
-            after[name] = now
+            still = self._namespace.get(name, _GONE) is obj
+            if still:
+                after[name] = now
             if now != before:
-                changed.add(name)
-        return changed, after
+                changed_ids.add(id(obj))
+                if still:
+                    changed.add(name)
+        return changed, changed_ids, after
 
 
 _GONE: Final = object()

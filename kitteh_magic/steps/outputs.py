@@ -28,27 +28,33 @@ VALUE_MEMBER = "__value__"
 """The member that holds the step's last value (dunder: never a user's output name)."""
 
 
-def known_objects(engine: Engine, changed: set[int]) -> Known:
-    """Objects of the namespace that stored values hold, minus those the step ``changed``."""
+def known_objects(engine: Engine) -> dict[int, tuple[object, str, str]]:
+    """Objects of the namespace that stored values hold (by lineage).
+
+    Taken when a step starts and held until it ends: the step may rebind the names (``old =
+    model; model = {}``) and a later output may still be the object an earlier group holds.
+    """
     known: dict[int, tuple[object, str, str]] = {}
     namespace = engine.namespace
     for name, entry in engine.lineage.items():
         value = namespace.get(name, _GONE)
-        if entry.stored is None or id(value) != entry.ident or id(value) in changed:
-            continue
-        known[id(value)] = (value, *entry.stored)
+        if entry.stored is not None and id(value) == entry.ident:
+            known[id(value)] = (value, *entry.stored)
     return known
 
 
-def save_group(engine: Engine, values: Mapping[str, object], changed: set[int],
+def save_group(engine: Engine, values: Mapping[str, object],
+               before: Mapping[int, tuple[object, str, str]], changed: set[int],
                unpicklable: Callable[[str, object, UnpicklableError], None],
                ) -> tuple[ValueRef | None, list[str]]:
     """Save ``values`` as one group; returns its ref and the names that are in it.
 
-    ``unpicklable(name, value, error)`` is told about each value that cannot be saved.
+    ``before`` is :func:`known_objects` at the step's start; the objects the step ``changed``
+    (ids) are saved by value, the others as references. ``unpicklable(name, value, error)`` is
+    told about each value that cannot be saved.
     """
     namespace = engine.namespace
-    known = known_objects(engine, changed)
+    known = {ident: entry for ident, entry in before.items() if ident not in changed}
     group = dict(values)
     try:
         return _put(engine, group, known), list(group)

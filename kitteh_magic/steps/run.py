@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -81,6 +80,7 @@ class StepRun:
         self._capture: capture.Capture | None = None
         self._before: dict[str, int] = {}
         self._observation: observe.Observation | None = None
+        self._known: dict[int, tuple[object, str, str]] = {}
         self._started = 0.0
         self._activities: StepActivities | None = None
         self._activities_token: object = None
@@ -182,6 +182,7 @@ class StepRun:
             entry = engine.lineage.entry(name, value)
             return entry.content if entry is not None else None
 
+        self._known = outputs.known_objects(engine)
         names = facts.reads | facts.mutates | facts.global_writes | self._reached
         others = [n for n in engine.namespace if not engine.hidden(n)]
         try:
@@ -215,13 +216,27 @@ class StepRun:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        try:
+            self._finish(exc_type, exc, tb)
+        finally:
+            self._known, self._observation = {}, None  # release the objects they held
+
+    def _finish(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                tb: TracebackType | None) -> None:
+        engine = self.engine
         assert self._capture is not None
         self._capture.__exit__(exc_type, exc, tb)
         if self._activities is not None:
             self._activities.deactivate(self._activities_token)
             if exc is not None:
-                with contextlib.suppress(Exception):
+                try:
                     self._activities.ended_by(exc)
+                except Exception as err:
+                    engine.warn(InternalWarning, f"step {self.name!r}: the journal could not "
+                                f"record how it ended ({type(err).__name__}: {err}).")
+        if self.key is None or exc is not None:
+            # Not saved: what it changed must not keep the lineage tokens of its old content.
+            engine.note_plain_cell(self.spec.source)
         if self.key is None:
             return
         duration = time.time() - self._started
@@ -232,10 +247,14 @@ class StepRun:
                 self._mark_failed(exc, duration)
         except Exception as err:
             problem = f"could not be saved ({type(err).__name__}: {err})"
-            self.engine.warn(StoreWriteWarning, f"step {self.name!r} ran but {problem}; it will "
-                             "run again next time.")
-            with contextlib.suppress(Exception):
+            engine.warn(StoreWriteWarning, f"step {self.name!r} ran but {problem}; it will "
+                        "run again next time.")
+            engine.note_plain_cell(self.spec.source)
+            try:
                 self._mark_unsaved(problem)
+            except Exception as again:
+                engine.warn(InternalWarning, f"step {self.name!r}: its state could not be "
+                            f"marked unsaved ({type(again).__name__}: {again}).")
 
     def _new_pointer(self) -> StepPointer:
         engine = self.engine
@@ -277,11 +296,11 @@ class StepRun:
 
         self.engine.catalog.update_pointer(self.session, self.name, failed)
 
-    def _outputs(self) -> tuple[list[str], list[str], set[str], dict[str, str]]:
-        """Names the step bound or changed, names it deleted, those changed in place, states.
+    def _outputs(self) -> tuple[list[str], list[str], set[int], dict[str, str]]:
+        """Names the step bound or changed, names it deleted, objects changed in place, states.
 
         Returns:
-            Output names, deleted names, the names whose object the step changed in place
+            Output names, deleted names, the ids of the objects the step changed in place
             (observed, or shown by the code), and fingerprints after the step.
         """
         engine, facts = self.engine, self._facts
@@ -289,14 +308,16 @@ class StepRun:
         ns = engine.namespace
         rebound = {k for k, v in ns.items() if self._before.get(k) != id(v)}
         mutated: set[str] = set(facts.mutates)
+        changed_ids: set[int] = set()
         after: dict[str, str] = {}
         if self._observation is not None:
-            observed, after = self._observation.changed()
+            observed, changed_ids, after = self._observation.changed()
             mutated |= observed
         touched = (facts.binds | mutated | facts.global_writes) & ns.keys()
         bound = sorted(n for n in rebound | touched if not engine.hidden(n))
         deleted = sorted(k for k in self._before if k not in ns and not engine.hidden(k))
-        return bound, deleted, mutated & ns.keys(), after
+        changed_ids.update(id(ns[n]) for n in mutated & ns.keys())
+        return bound, deleted, changed_ids, after
 
     def _unpicklable(self, unsaved: dict[str, str]) -> Callable[[str, object,
                                                                   UnpicklableError], None]:
@@ -319,8 +340,9 @@ class StepRun:
         values = {name: ns[name] for name in bound}
         if self.value is not None:
             values[outputs.VALUE_MEMBER] = self.value
-        changed = {id(ns[name]) for name in mutated}
-        ref, saved = outputs.save_group(engine, values, changed, self._unpicklable(unsaved))
+        ref, saved = outputs.save_group(engine, values, self._known, mutated,
+                                        self._unpicklable(unsaved))
+        self._known, self._observation = {}, None  # release the objects they held
         group: ValueRef | None = dict(ref) if ref is not None else None
         size = group["size"] if group is not None else 0
 
