@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import math
 import pickle
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,3 +200,45 @@ def test_unmarked_objects_have_no_mark() -> None:
         pass
 
     assert mark_of(plain) is None and mark_of(len) is None and mark_of(Model) is None
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """Modules of ``package`` that a module imports, at any depth (lazy imports included) but
+    not under ``if TYPE_CHECKING:`` (those are never executed)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) \
+                and node.test.id == "TYPE_CHECKING":
+            return
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package + "."):
+            found.add(node.module[len(package) + 1:].split(".")[0])  # type: ignore[index]
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def test_the_activities_package_has_no_import_cycle() -> None:
+    """No module of ``activities`` imports, even lazily, one that imports it back."""
+    folder = Path(km.__file__).parent
+    graph = {p.stem: _imports(p, "kitteh_magic.activities") & {q.stem for q in folder.glob("*.py")}
+             for p in folder.glob("*.py") if p.stem != "__init__"}
+    cycles = []
+
+    def walk(module: str, path: list[str]) -> None:
+        for target in sorted(graph.get(module, ())):
+            if target == path[0]:
+                cycles.append(" -> ".join([*path, target]))
+            elif target not in path and target != "__init__":
+                walk(target, [*path, target])
+
+    for module in sorted(graph):
+        walk(module, [module])
+    assert not cycles, cycles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import http.client
@@ -107,6 +108,7 @@ TABLE: list[tuple[str, Callable[[dict[str, Any]], Any], bool, str, str]] = [
     ("time.strptime", lambda o: time.strptime, False, "time.strptime", "standard library"),
     ("time.time", lambda o: time.time, True, "time.time", "clock"),
     ("time.sleep", lambda o: time.sleep, True, "time.sleep", "clock"),
+    ("asyncio.sleep", lambda o: asyncio.sleep, True, "asyncio.tasks.sleep", "clock"),
     ("datetime.now", lambda o: datetime.datetime.now, True, "datetime.datetime.now", "clock"),
     ("datetime.today", lambda o: datetime.datetime.today, True, "datetime.datetime.today",
      "clock"),

@@ -14,79 +14,17 @@ wrapped in a :class:`Marked` that forwards the call.
 
 from __future__ import annotations
 
-import functools
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar, overload
 
+from .classify import forget
+from .marks import ATTRIBUTE, Kind, Mark, Marked, mark_of
 from .policy import RetryPolicy
 
+__all__ = ["Kind", "Mark", "Marked", "activity", "effect", "inline", "mark_of"]
+
 F = TypeVar("F", bound=Callable[..., Any])
-Kind = Literal["activity", "inline", "effect"]
-
-ATTRIBUTE = "__kitteh__"
-
-
-@dataclass(frozen=True)
-class Mark:
-    """A user's decision about a callee.
-
-    Attributes:
-        kind: ``activity`` (journaled), ``inline`` (never journaled) or ``effect`` (journaled,
-            and never run twice).
-        policy: the activity's own retry policy (None for inline).
-        name: the callee name to journal under instead of the computed one.
-        records_receiver: the callee is a bound method marked on the spot
-            (``km.activity(model.fit)``): the journal records the receiver's new state too.
-    """
-
-    kind: Kind
-    policy: RetryPolicy | None
-    name: str | None
-    records_receiver: bool = False
-
-
-class Marked:
-    """A callable that cannot carry a mark itself, with its mark.
-
-    Calling it calls the wrapped object. ``__name__``, ``__qualname__``, ``__doc__`` and
-    ``__module__`` are the wrapped object's.
-    """
-
-    __kitteh__: Mark
-    __wrapped__: Callable[..., Any]
-    __name__: str
-    __qualname__: str
-
-    def __init__(self, wrapped: Callable[..., Any], mark: Mark) -> None:
-        functools.update_wrapper(self, wrapped, updated=())
-        self.__kitteh__ = mark
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.__wrapped__(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<km.{self.__kitteh__.kind} {self.__wrapped__!r}>"
-
-
-def mark_of(obj: object) -> Mark | None:
-    """The mark the user put on ``obj``, if any.
-
-    Bound methods carry their function's mark; ``functools.partial`` objects their function's;
-    a class only its own (a subclass of a marked class is not marked).
-    """
-    kind = type(obj)
-    if kind is Marked:
-        return obj.__kitteh__  # type: ignore[attr-defined, no-any-return]
-    if kind is types.MethodType:
-        return mark_of(obj.__func__)  # type: ignore[attr-defined]
-    if kind is functools.partial:
-        return mark_of(obj.func)  # type: ignore[attr-defined]
-    if kind is types.FunctionType or isinstance(obj, type):
-        found = vars(obj).get(ATTRIBUTE)
-        return found if isinstance(found, Mark) else None
-    return None
 
 
 def _apply(obj: Any, mark: Mark, who: str) -> Any:
@@ -107,7 +45,7 @@ def _apply(obj: Any, mark: Mark, who: str) -> Any:
         return Marked(obj, mark)
     if type(obj) is types.FunctionType or (isinstance(obj, type) and _settable(obj)):
         setattr(obj, ATTRIBUTE, mark)
-        _forget(obj)
+        forget(obj)  # a verdict cached before the mark must not outlive it
         return obj
     return Marked(obj, mark)
 
@@ -119,13 +57,6 @@ def _settable(cls: type) -> bool:
         return False
     delattr(cls, ATTRIBUTE)
     return True
-
-
-def _forget(obj: object) -> None:
-    # The classification cache may hold a verdict for this very object from before the mark.
-    from .classify import forget
-
-    forget(obj)
 
 
 def _policy(retries: int, backoff: float, timeout: float | None,

@@ -1,10 +1,19 @@
 """Which calls are activities: decided by the called object, never by its name in the source.
 
 ``classify(fn)`` looks at what is actually called: a mark (``@km.activity``, ``@km.inline``,
-``@km.effect``) decides; else the object's qualified name (``module.qualname``, for a method
-``module.Type.method`` of its receiver's type, and of the class that defines it) is looked up in
-two lists, the most specific entry winning; else a function written in the notebook, a builtin
-or the standard library is inline, and anything else from a third-party package is an activity.
+``@km.effect``) decides; else an entry of the two lists that names this very object (see below);
+else the object's qualified name (``module.qualname``, for a method ``module.Type.method`` of its
+receiver's type, and of the class that defines it) is looked up in the lists, the most specific
+entry winning; else a function written in the notebook, a builtin or the standard library is
+inline, and anything else from a third-party package is an activity.
+
+An entry that names an object (``asyncio.sleep``, ``builtins.input``, ``getpass.getpass``) is
+resolved to that object (``lists.py``), and a callee that *is* it takes the entry's verdict
+whatever its own name says: ``asyncio.sleep`` is defined as ``asyncio.tasks.sleep``, and in a
+kernel ``input`` and ``getpass.getpass`` are ipykernel's ``raw_input`` and ``getpass`` methods,
+bound to the kernel (ipykernel puts them into ``builtins`` and ``getpass`` for each execution):
+a bound method is matched by its receiver's type and function, so the kernel's new bound method
+of each execution is the same match. Module prefixes (``requests``) are matched by name only.
 
 Seeded randomness is a choice worth stating: ``random`` functions and ``numpy.random``'s legacy
 module-level functions (``np.random.rand``) draw from hidden global state and are activities,
@@ -23,9 +32,10 @@ import sys
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
-from .api import Mark, Marked, mark_of
+from . import lists
+from .marks import Mark, Marked, mark_of
 from .names import (
     BOUND_LIKE,
     BUILTIN,
@@ -61,74 +71,6 @@ class Verdict:
     reason: str = ""
 
 
-# Default lists, by reason. An entry is a module prefix ("requests") or a qualified name
-# ("datetime.datetime.now"), matched segment by segment. Names are where things are defined
-# (``os.system`` is ``posix.system``), hence the private modules.
-_ACTIVITY = {
-    "network client": """urllib.request urllib.robotparser http.client socket _socket ssl _ssl
-        requests httpx aiohttp urllib3 websocket websockets grpc paramiko smtplib ftplib poplib
-        imaplib nntplib telnetlib xmlrpc.client webbrowser asyncio.open_connection
-        asyncio.open_unix_connection asyncio.streams""",
-    "SDK client": """boto3 botocore aiobotocore openai anthropic google.cloud google.genai
-        google.generativeai cohere mistralai groq litellm stripe twilio slack_sdk""",
-    "database": """sqlite3 _sqlite3 psycopg psycopg2 psycopg_pool asyncpg pymysql MySQLdb mysql
-        redis pymongo motor elasticsearch cassandra pandas.io.sql pandas.read_sql
-        pandas.read_sql_query pandas.read_sql_table pandas.DataFrame.to_sql
-        pandas.core.generic.NDFrame.to_sql sqlalchemy.engine.base.Engine
-        sqlalchemy.engine.base.Connection sqlalchemy.engine.cursor sqlalchemy.engine.result
-        sqlalchemy.orm.session.Session sqlalchemy.ext.asyncio""",
-    "subprocess": """subprocess asyncio.create_subprocess_exec asyncio.create_subprocess_shell
-        asyncio.subprocess os.system os.popen posix.system nt.system
-        IPython.core.interactiveshell.InteractiveShell.system_piped
-        IPython.core.interactiveshell.InteractiveShell.system_raw
-        IPython.core.interactiveshell.InteractiveShell.getoutput
-        ipykernel.zmqshell.ZMQInteractiveShell.system_piped""",
-    "user input": "builtins.input getpass",
-    "clock": """time datetime.datetime.now datetime.datetime.utcnow datetime.datetime.today
-        datetime.date.today asyncio.sleep pandas.Timestamp.now pandas.Timestamp.today
-        pandas.Timestamp.utcnow pandas._libs.tslibs.timestamps.Timestamp.now
-        pandas._libs.tslibs.timestamps.Timestamp.today
-        pandas._libs.tslibs.timestamps.Timestamp.utcnow""",
-    "randomness": """random _random secrets uuid.uuid1 uuid.uuid4 uuid.getnode os.urandom
-        posix.urandom nt.urandom os.getrandom posix.getrandom numpy.random""",
-}
-_INLINE = {
-    "builtin": "builtins builtins.__import__",
-    "builtin type method": """builtins.list builtins.dict builtins.set builtins.frozenset
-        builtins.tuple builtins.str builtins.bytes builtins.bytearray builtins.int builtins.float
-        builtins.complex builtins.bool builtins.memoryview builtins.range builtins.slice""",
-    "deterministic library": """numpy numpy.random._generator numpy.random.bit_generator
-        numpy.random._pcg64 numpy.random._mt19937 numpy.random._philox numpy.random._sfc64
-        pandas polars pyarrow scipy sklearn statsmodels matplotlib seaborn plotly altair bokeh
-        torch tensorflow jax xarray sympy networkx PIL skimage sqlalchemy IPython ipykernel
-        ipywidgets matplotlib_inline tqdm""",
-    "standard library": "time.strptime time.mktime time.get_clock_info",
-}
-# Reasons that name the entry's package: "network client (requests)".
-_NAMED = {"network client", "SDK client", "database", "deterministic library"}
-
-
-class _Entry(NamedTuple):
-    activity: bool
-    reason: str
-    user: bool
-
-
-def _defaults() -> dict[str, _Entry]:
-    table: dict[str, _Entry] = {}
-    for activity, lists in ((True, _ACTIVITY), (False, _INLINE)):
-        for reason, text in lists.items():
-            for name in text.split():
-                package = ".".join(name.split(".")[:2])
-                label = f"{reason} ({package})" if reason in _NAMED else reason
-                table[name] = _Entry(activity, label, False)
-    return table
-
-
-_DEFAULTS = _defaults()
-_user: dict[str, bool] = {}
-_table: dict[str, _Entry] = dict(_DEFAULTS)
-
 # Caches. Functions, classes and marked wrappers are keyed by id with a weak reference checked on
 # every hit (no stale hit after id reuse, no leak of functions made in a loop); a bound method,
 # created anew at each attribute access, by (receiver type, function or name); other objects by
@@ -136,6 +78,7 @@ _table: dict[str, _Entry] = dict(_DEFAULTS)
 _weak: dict[int, tuple[weakref.ReferenceType[Any], Verdict]] = {}
 _strong: dict[Any, Verdict] = {}
 _LIMIT = 1 << 16
+
 
 
 def classify(fn: object) -> Verdict:
@@ -157,25 +100,25 @@ def classify(fn: object) -> Verdict:
         else:
             key = (type(owner), fn.__name__)  # type: ignore[attr-defined]
         found = _strong.get(key)
-        return found if found is not None else _remember(key, _compute(fn))
+        return found if found is not None else _remember(key, _compute(fn, key))
     if kind is FUNCTION:
         entry = _weak.get(id(fn))
         if entry is not None and entry[0]() is fn:
             return entry[1]
-        return _remember_weak(fn, _compute(fn))
+        return _remember_weak(fn, _compute(fn, fn))
     if kind is METHOD:
         owner = fn.__self__  # type: ignore[attr-defined]
         func = fn.__func__  # type: ignore[attr-defined]
         key = (owner, func, "class") if isinstance(owner, type) else (type(owner), func)
         found = _strong.get(key)
-        return found if found is not None else _remember(key, _compute(fn))
+        return found if found is not None else _remember(key, _compute(fn, key))
     if kind is functools.partial:
         return classify(fn.func)  # type: ignore[attr-defined]
     if kind is Marked or isinstance(fn, type):
         entry = _weak.get(id(fn))
         if entry is not None and entry[0]() is fn:
             return entry[1]
-        return _remember_weak(fn, _compute(fn))
+        return _remember_weak(fn, _compute(fn, None))
     like = kind_of(kind, fn)
     if like == FUNCTION_LIKE:
         key = fn
@@ -186,8 +129,8 @@ def classify(fn: object) -> Verdict:
     try:
         found = _strong.get(key)
     except TypeError:  # an unhashable function-like object
-        return _compute(fn)
-    return found if found is not None else _remember(key, _compute(fn))
+        return _compute(fn, None)
+    return found if found is not None else _remember(key, _compute(fn, key))
 
 
 def configure(*, activity: Iterable[str] = (), inline: Iterable[str] = (),
@@ -212,25 +155,13 @@ def configure(*, activity: Iterable[str] = (), inline: Iterable[str] = (),
     if both:
         raise ValueError(f"configure: {sorted(both)} given as both activity and inline; "
                          "give each entry once")
-    if reset:
-        _user.clear()
-    _user.update(dict.fromkeys(wanted_activity, True))
-    _user.update(dict.fromkeys(wanted_inline, False))
-    _table.clear()
-    _table.update(_DEFAULTS)
-    for name, is_activity in _user.items():
-        kind = "activity" if is_activity else "inline"
-        _table[name] = _Entry(is_activity, f"configured {kind} ({name})", True)
+    lists.configure(wanted_activity, wanted_inline, reset)
     forget()
 
 
 def rules() -> dict[str, list[str]]:
     """The current lists: ``activity`` and ``inline`` entries, and which were ``configured``."""
-    return {
-        "activity": sorted(n for n, e in _table.items() if e.activity),
-        "inline": sorted(n for n, e in _table.items() if not e.activity),
-        "configured": sorted(_user),
-    }
+    return lists.rules()
 
 
 def forget(obj: object = None) -> None:
@@ -275,13 +206,18 @@ def _marked(mark: Mark, callee: str) -> Verdict:
                    mark.records_receiver, f"marked {mark.kind}")
 
 
-def _compute(fn: object) -> Verdict:
+def _compute(fn: object, key: Any) -> Verdict:
+    """The verdict on a cache miss; ``key`` is the cache key, which is also the identity key."""
     if type(fn) is Marked:
         return _marked(fn.__kitteh__, classify(fn.__wrapped__).callee)
     described = describe(fn)
     mark = mark_of(described.target)
     if mark is not None:
         return _marked(mark, described.callee)
+    if key is not None and described.module.partition(".")[0] != "kitteh_magic":
+        named = lists.by_identity(key)
+        if named is not None:
+            return Verdict(named.activity, described.callee, reason=named.reason)
     return _decide(described)
 
 
@@ -290,23 +226,13 @@ def _decide(d: Described) -> Verdict:
     if top == "kitteh_magic":
         return Verdict(False, d.callee, reason="kitteh_magic")
     if d.is_class:
-        entry = _table.get(d.callee)
+        entry = lists.exact(d.callee)
         if entry is not None and entry.user and entry.activity:
             return Verdict(True, d.callee, reason=entry.reason)
         return Verdict(False, d.callee, reason="class constructor")
-    best: tuple[int, bool, bool, _Entry] | None = None
-    for name in d.names:
-        parts = name.split(".")
-        for depth in range(len(parts), 0, -1):
-            entry = _table.get(".".join(parts[:depth]))
-            if entry is not None:
-                # Most specific wins; on a tie, the user's entry, then the activity.
-                rank = (depth, entry.user, entry.activity, entry)
-                if best is None or rank[:3] > best[:3]:
-                    best = rank
-                break
+    best = lists.by_name(d.names)
     if best is not None:
-        return Verdict(best[3].activity, d.callee, reason=best[3].reason)
+        return Verdict(best.activity, d.callee, reason=best.reason)
     if d.module == "__main__":
         return Verdict(False, d.callee, reason="notebook function")
     if top in sys.stdlib_module_names:

@@ -11,20 +11,17 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import Any
 
 from ..errors import IncompleteEffectError, NondeterminismError, UnpicklableWarning
 from ..steps import fingerprint
 from ..steps.records import JournalEntry
 from .classify import Verdict, classify
+from .current import INSIDE as _INSIDE
+from .current import STEP as _STEP
 from .journal import NOTHING, Journal
 from .policy import RetryPolicy, acall_with_policy, call_with_policy
-from .results import snapshot, snapshot_error
-
-_STEP: ContextVar[StepActivities | None] = ContextVar("kitteh_step", default=None)
-_INSIDE: ContextVar[bool] = ContextVar("kitteh_inside_activity", default=False)
-
+from .results import is_connection, revive, snapshot, snapshot_error
 
 _NO_ARGS = fingerprint.fingerprint(((), []))
 
@@ -138,11 +135,14 @@ class StepActivities:
     def _replayed(self, fn: Any, entry: JournalEntry) -> Any:
         """The recorded outcome: the result, or the recorded exception raised again."""
         self.from_journal.add(entry.pos)
-        if entry.state == "error" and entry.error is not None:
-            raise self.journal.load(entry.error)
+        if entry.state == "error":
+            failure = self.journal.failure(entry)
+            # Like a live failure: if it ends the cell, the call is made again next run.
+            self._failed[entry.pos] = failure
+            raise failure
         if entry.receiver is not None:
             _adopt(_receiver(fn), self.journal.load(entry.receiver))
-        return self.journal.load(entry.result) if entry.result is not None else None
+        return revive(self.journal.load(entry.result), fn) if entry.result is not None else None
 
     def _record(self, fn: Any, verdict: Verdict, position: int, digest: str, started: float,
                 attempts: int, result: Any = NOTHING, error: BaseException | None = None,
@@ -155,7 +155,8 @@ class StepActivities:
         entry = self.journal.record(entry, result=result, error=error, receiver=receiver)
         if error is not None:
             self._failed[position] = error
-        if entry.unsaved and self._warn is not None:
+        if entry.unsaved and self._warn is not None and not is_connection(result):
+            # A connection is a handle, not a result: opening it again on replay loses nothing.
             self._warn(UnpicklableWarning, (
                 f"step {self.journal.step!r}: the result of {verdict.callee} (activity "
                 f"#{position + 1}) is a {entry.unsaved} that cannot be saved; on replay that "
@@ -181,10 +182,10 @@ class StepActivities:
                         started: float, result: Any, attempts: int,
                         awaitable: bool = False) -> Any:
         """Journal a live result; returns what the cell gets (a replayable snapshot)."""
-        result = snapshot(result)
-        self._record(fn, verdict, position, digest, started, attempts, result=result,
+        kept, given = snapshot(result, fn)
+        self._record(fn, verdict, position, digest, started, attempts, result=kept,
                      awaitable=awaitable)
-        return result
+        return given
 
     def run(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> Any:

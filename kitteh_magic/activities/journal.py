@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DamagedRecordError, DamagedStoreWarning, UnpicklableError
 from ..steps.records import JournalEntry, journal_prefix
+from . import failures
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -88,8 +89,9 @@ class Journal:
         if result is not NOTHING:
             entry.result, entry.unsaved = self._save(result)
         if error is not None:
-            entry.error, _ = self._save(error)
-            entry.error_text = f"{type(error).__name__}: {error}"
+            # A record of parts, not the exception itself: see failures.py for why.
+            entry.error, _ = self._save(failures.record(error, self.store, self.namespace))
+            entry.error_text = f"{type(error).__name__}: {failures.text_of(error)}"
         if receiver is not NOTHING:
             entry.receiver, _ = self._save(receiver)
         entry.finished = time.time()
@@ -112,6 +114,25 @@ class Journal:
     def load(self, ref: dict[str, Any]) -> Any:
         """A recorded value (result, exception or receiver state), verified before unpickling."""
         return self.store.get_value(ref, namespace=self.namespace)
+
+    def failure(self, entry: JournalEntry) -> BaseException:
+        """The exception a journaled call raised, rebuilt; never fails (a stand-in names it).
+
+        Journals written before exceptions were recorded in parts hold the exception itself,
+        which may not unpickle (``__init__`` with keyword-only arguments): then, too, the
+        stand-in is a :class:`~.failures.JournaledError` naming its type and message.
+        """
+        if entry.error is None:
+            return failures.lost(entry.error_text, "it could not be saved")
+        try:
+            value = self.load(entry.error)
+        except Exception as exc:
+            return failures.lost(entry.error_text, f"{type(exc).__name__}: {exc}")
+        if isinstance(value, dict):
+            return failures.rebuild(value, self.store, self.namespace)
+        if isinstance(value, BaseException):
+            return value
+        return failures.lost(entry.error_text, f"the journal holds a {type(value).__name__}")
 
     def drop(self, position: int) -> None:
         """Forget one entry (a failure that ended the cell is retried, not replayed)."""

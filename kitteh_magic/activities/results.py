@@ -2,18 +2,27 @@
 
 ``urllib.request.urlopen`` returns a response bound to a socket, and ``connection.execute``
 returns a cursor bound to a database; neither pickles, so journaling them as they are would make
-replay send the request or run the query again. An adapter reads such a result completely when
-the call returns and hands the cell a recorded stand-in with the same reading interface, live
-and on replay alike, so the cell's code does not change between the two.
+replay send the request or run the query again. A response is read completely when the call
+returns and the cell gets a recorded stand-in with the same reading interface, live and on
+replay alike, so the cell's code does not change between the two. A cursor's rows are journaled
+the same way, but the cell keeps a working cursor (``cursors.py``). ``RecordedCursor`` is
+importable from here too: journals written before ``cursors.py`` name it here.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Iterator
 from email.message import Message
 from typing import Any
+
+from . import cursors
+from .cursors import RecordedCursor
+
+__all__ = ["RecordedCursor", "RecordedResponse", "is_connection", "revive", "snapshot",
+           "snapshot_error"]
 
 
 class RecordedResponse:
@@ -73,67 +82,16 @@ class RecordedResponse:
         self.close()
 
 
-class RecordedCursor:
-    """A DB-API cursor fetched to the end: rows, description, rowcount, lastrowid."""
-
-    def __init__(self, rows: list[Any], description: Any, rowcount: int,
-                 lastrowid: Any) -> None:
-        self._rows, self._next = rows, 0
-        self.description, self.rowcount, self.lastrowid = description, rowcount, lastrowid
-        self.arraysize = 1
-
-    def fetchone(self) -> Any:
-        if self._next >= len(self._rows):
-            return None
-        self._next += 1
-        return self._rows[self._next - 1]
-
-    def fetchmany(self, size: int | None = None) -> list[Any]:
-        size = self.arraysize if size is None else size
-        rows = self._rows[self._next:self._next + size]
-        self._next += len(rows)
-        return rows
-
-    def fetchall(self) -> list[Any]:
-        rows = self._rows[self._next:]
-        self._next = len(self._rows)
-        return rows
-
-    def __iter__(self) -> Iterator[Any]:
-        while (row := self.fetchone()) is not None:
-            yield row
-
-    def close(self) -> None:
-        """Nothing to release: the rows are in memory."""
-
-
 def _response(result: Any) -> RecordedResponse:
     headers = list(result.getheaders()) if hasattr(result, "getheaders") else []
     return RecordedResponse(result.status, getattr(result, "reason", ""), headers, result.read(),
                             getattr(result, "url", None))
 
 
-def _cursor(result: Any) -> RecordedCursor:
-    rows = list(result.fetchall()) if result.description is not None else []
-    return RecordedCursor(rows, result.description, getattr(result, "rowcount", -1),
-                          getattr(result, "lastrowid", None))
-
-
 def _is_response(result: Any) -> bool:
-    import http.client
-
-    return isinstance(result, http.client.HTTPResponse)
-
-
-def _is_cursor(result: Any) -> bool:
-    return all(hasattr(result, a) for a in ("description", "fetchall", "rowcount", "execute"))
-
-
-ADAPTERS: list[tuple[Callable[[Any], bool], Callable[[Any], Any]]] = [
-    (_is_response, _response),
-    (_is_cursor, _cursor),
-]
-"""(recognise, snapshot) pairs, tried in order on every live activity result."""
+    # Without http.client imported, nothing can be one of its responses (and no import per call).
+    module = sys.modules.get("http.client")
+    return module is not None and isinstance(result, module.HTTPResponse)
 
 
 def _recorded_http_error(url: str, code: int, msg: str, headers: list[tuple[str, str]],
@@ -178,9 +136,34 @@ def snapshot_error(error: Exception) -> Exception:
     return error
 
 
-def snapshot(result: Any) -> Any:
-    """The result, or a recorded stand-in when it is a live response or cursor."""
-    for recognise, adapt in ADAPTERS:
-        if recognise(result):
-            return adapt(result)
-    return result
+def snapshot(result: Any, fn: Any) -> tuple[Any, Any]:
+    """(what the journal keeps, what the cell gets) for the live result of the activity ``fn``.
+
+    A response is read into a :class:`RecordedResponse` (both); a DB-API cursor's statement
+    outcome is journaled and the cell gets a cursor that stays usable (see ``cursors.py``);
+    anything else is itself.
+    """
+    if type(result) in _PLAIN:
+        return result, result
+    if _is_response(result):
+        recorded = _response(result)
+        return recorded, recorded
+    if cursors.is_cursor(result):
+        return cursors.snapshot(result, getattr(fn, "__self__", None))
+    return result, result
+
+
+def revive(value: Any, fn: Any) -> Any:
+    """What the cell gets for a journaled result on replay (the twin of :func:`snapshot`)."""
+    if type(value) is RecordedCursor:
+        return cursors.revive(value, getattr(fn, "__self__", None))
+    return value
+
+
+def is_connection(result: Any) -> bool:
+    """A DB-API connection (``sqlite3.connect``'s result): a handle that replay opens again."""
+    return all(hasattr(result, name) for name in ("cursor", "commit", "rollback", "close"))
+
+
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
+"""Result types that are never live handles (the common case, decided by one set lookup)."""
