@@ -6,7 +6,9 @@ snippet); the original must occur exactly once, or the break is reported ``stale
 moved on: update the snippet) instead of being applied. Breaks are applied to a temporary copy
 of the repository, never to the tree the script is run from, and pytest runs in that copy with
 the interpreter running this script, its ``PYTHONPATH`` pointing at the copy so that kernels and
-``kitteh-magic`` subprocesses started by the tests import the broken code too.
+``kitteh-magic`` subprocesses started by the tests import the broken code too. A test that starts
+a Python must therefore prepend to ``PYTHONPATH``, never replace it: a kernel that imports the
+installed tree instead of the copy makes every break it could catch look like a survivor.
 
 A break is *caught* when pytest fails; then the first failing test is run alone on the unbroken
 copy, so a test that fails anyway is reported (``broken test``) rather than counted as a catch.
@@ -81,12 +83,14 @@ BREAKS: tuple[Break, ...] = (
           "complete=not unsaved,",
           "complete=True,",
           "a record with an unsaved output is replayed as if complete",
-          ("tests/test_robustness.py",)),
+          (f"{HOLES}::test_a_step_with_an_unsaveable_output_reruns_with_its_activities_replayed",
+           "tests/test_robustness.py")),
     Break("deleted-names", "kitteh_magic/steps/run.py",
           "            engine.namespace.pop(name, None)\n",
           "            pass\n",
           "replay leaves names the step deleted",
-          ("tests/test_replay.py",)),
+          (f"{HOLES}::test_a_name_a_step_deleted_stays_deleted_when_the_notebook_replays",
+           "tests/test_replay.py")),
     # -- step keys, fingerprints and lineage ------------------------------------------------------
     Break("step-key-inputs", "kitteh_magic/steps/keys.py",
           "        fields += (name, inputs[name])\n",
@@ -360,8 +364,9 @@ class Mutator:
     """Applies one break at a time to the copy and restores the file afterwards."""
 
     def __init__(self, copy: Path, python: str, base_args: list[str], all_tests: bool,
-                 timeout: float, confirm: bool) -> None:
+                 timeout: float, confirm: bool, logs: Path | None = None) -> None:
         self.copy = copy
+        self.logs = logs
         self.python = python
         self.base_args = base_args
         self.all_tests = all_tests
@@ -387,6 +392,9 @@ class Mutator:
                                 selection(brk, self.base_args, self.all_tests), self.timeout)
         finally:
             path.write_text(text)
+        if self.logs is not None and result is not None:
+            self.logs.mkdir(parents=True, exist_ok=True)
+            (self.logs / f"{brk.name}.txt").write_text(result.output)
         if result is None:
             return Outcome(brk, "timeout", seconds=self.timeout,
                            detail=f"no result within {self.timeout:g} s")
@@ -462,6 +470,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--no-confirm", action="store_true",
                         help="do not re-run a catching test on the unbroken code")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    parser.add_argument("--logs", type=Path, metavar="DIR",
+                        help="write each break's pytest output to DIR/<break>.txt")
     return parser.parse_args(argv)
 
 
@@ -490,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(chosen)} breaks on a copy in {copy} "
               f"({'rev ' + args.rev if args.rev else 'work tree'}); pytest {args.pytest_args}")
         mutator = Mutator(copy, sys.executable, base_args, args.all_tests, args.timeout,
-                          not args.no_confirm)
+                          not args.no_confirm, args.logs.absolute() if args.logs else None)
         outcomes = []
         for brk in chosen:
             outcome = mutator.run(brk)

@@ -7,6 +7,7 @@ call is in flight, and the counts after the resumed run prove what was sent agai
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -66,7 +67,10 @@ def sdk_kernel(start_kernel: Callable[..., Kernel], tmp_path: Path,
     sdk = tmp_path / "sdk"
     sdk.mkdir()
     (sdk / "acme_sdk.py").write_text(SDK)
-    kernel = start_kernel(PYTHONPATH=str(sdk))
+    # Prepended, not replaced: a kernel must import the kitteh_magic the tests run against
+    # (scripts/mutants.py points PYTHONPATH at a broken copy of the sources).
+    kernel = start_kernel(PYTHONPATH=os.pathsep.join(filter(None, [
+        str(sdk), os.environ.get("PYTHONPATH")])))
     kernel.ok(f"BASE = {server.url!r}\nimport kitteh_magic as km")
     return kernel
 

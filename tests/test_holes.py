@@ -336,6 +336,40 @@ def test_a_step_finished_before_a_sigkill_replays_without_its_body_or_calls(
     assert kernel.value("item") == 7
 
 
+def test_a_name_a_step_deleted_stays_deleted_when_the_notebook_replays(
+        kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
+    """Break ``deleted-names``: replaying a step that deleted a name must delete it again, or
+    the replayed notebook holds a name its plain run would not."""
+    first = f"%%durable first\n{counter('first')}\nx = 1\nlabel = 'first'\n"
+    second = f"%%durable second\n{counter('second')}\nx = x + 10\ndel label\n"
+    kernel.ok(first)
+    kernel.ok(second)
+    reload(kernel)
+    assert kernel.ok(first).replayed and kernel.ok(second).replayed
+
+    assert kernel.value("x") == 11
+    assert kernel.value("'label' in globals()") is False
+    assert (runs(tmp_path, "first"), runs(tmp_path, "second")) == (1, 1)
+
+
+def test_a_step_with_an_unsaveable_output_reruns_with_its_activities_replayed(
+        kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
+    """Break ``record-complete``: a step whose output could not be saved is executed again on
+    replay (DESIGN §4.6), as planned rather than through an internal failure, and its journal
+    is kept so that its activities are still replayed."""
+    cell = (f"%%durable gen\n{counter('gen')}\nimport time\nstarted = time.time()\n"
+            "squares = (i * i for i in range(5))\n")
+    assert "UnpicklableWarning" in kernel.ok(cell).stderr
+    stamp = kernel.value("started")
+    reload(kernel)
+    again = kernel.ok(cell)
+
+    assert not again.replayed and runs(tmp_path, "gen") == 2
+    assert "InternalWarning" not in again.stderr
+    assert kernel.value("started") == stamp   # the clock was read from the journal
+    assert kernel.value("sum(squares)") == 30
+
+
 # --- journal identity, from another angle: another callee after a crash (DESIGN §4.4) --------
 
 
