@@ -61,7 +61,8 @@ def restore(engine: Engine, progress: bool = True) -> RestoreReport:
         bar = tqdm(total=total, unit="B", unit_scale=True, desc="restoring")
     for record in plan:
         restored = 0
-        imports.replay(analysis.analyse_source(record.code).imports, engine.warn, record.step)
+        imports.replay([*analysis.analyse_source(record.code).imports, *record.imports],
+                       engine.warn, record.step)
         loader = outputs.Loader(engine)  # one per step: it resolves references to earlier ones
         sizes: dict[str, int] = {}
         for name, entry in record.outputs.items():

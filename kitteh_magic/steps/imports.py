@@ -4,15 +4,18 @@ A step's outputs include the modules it bound (``import xml.dom.minidom`` binds 
 module is pickled by name: restoring ``xml`` in a fresh kernel imports ``xml`` only, so
 ``xml.dom`` is missing, as are the submodules a plain run would have loaded into
 ``sys.modules``. Replaying the step therefore imports again every module its code imports
-(read from its AST, :func:`modules`), which leaves the namespace and ``sys.modules`` as a plain
-run would. Importing a module that is already loaded costs a dictionary lookup.
+(read from its AST, :func:`modules`) and every submodule of a bound package that its run loaded
+(:func:`loaded_since`: an import inside a function it called), which leaves the namespace and
+``sys.modules`` as a plain run would. Importing a loaded module costs a dictionary lookup.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
 
 from ..errors import InternalWarning
 
@@ -40,6 +43,17 @@ def modules(tree: ast.Module) -> tuple[str, ...]:
         else:
             stack.extend(reversed(list(ast.iter_child_nodes(node))))
     return tuple(dict.fromkeys(found))
+
+
+def loaded_since(before: set[str], namespace: Mapping[str, object]) -> list[str]:
+    """Modules loaded since ``before`` (a snapshot of ``sys.modules``) that a later cell can
+    reach: submodules of a package the namespace binds (a function the step called ran
+    ``import multiprocessing.pool``; ``multiprocessing`` is bound). In load order.
+    """
+    tops = {value.__name__.partition(".")[0] for value in namespace.values()
+            if isinstance(value, ModuleType)}
+    return [name for name in list(sys.modules)
+            if name not in before and name.partition(".")[0] in tops]
 
 
 def replay(names: Iterable[str], warn: Callable[[type[Warning], str], None], step: str) -> None:

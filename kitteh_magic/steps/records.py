@@ -160,6 +160,8 @@ class StepRecord(_Doc):
     """Activities whose outcome came from the journal of an earlier, unfinished execution."""
     journal: list[dict[str, Any]] = field(default_factory=list)
     """The activity log of this version (``JournalEntry`` documents without values)."""
+    imports: list[str] = field(default_factory=list)
+    """Submodules of bound packages its run loaded, imported again on replay (``imports.py``)."""
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class StepRun:
         self._before: dict[str, int] = {}
         self._observation: observe.Observation | None = None
         self._known: dict[int, tuple[object, str, str]] = {}
+        self._modules: set[str] = set()
         self._started = 0.0
         self._activities: StepActivities | None = None
         self._activities_token: object = None
@@ -116,7 +118,7 @@ class StepRun:
         engine, store = self.engine, self.engine.store
         started = time.perf_counter()
         assert self._facts is not None
-        imports.replay(self._facts.imports, engine.warn, self.name)
+        imports.replay([*self._facts.imports, *record.imports], engine.warn, self.name)
         # Load everything before touching the namespace, so a damaged value leaves it untouched.
         loader = outputs.Loader(engine)
         values = {name: loader.value(entry) for name, entry in record.outputs.items()}
@@ -153,6 +155,7 @@ class StepRun:
         # Identities only: filtering hidden names here would cost a check per namespace name per
         # cell; the few names that changed are filtered after.
         self._before = {k: id(v) for k, v in engine.namespace.items()}
+        self._modules = set(sys.modules)
         self._observe()
         self._started = time.time()
         if self.key is not None:
@@ -363,7 +366,8 @@ class StepRun:
             mode=self.spec.mode, cell_id=self.spec.cell_id or engine.cell_id,
             inputs=self._inputs, outputs=entries, deleted=deleted, value=value, events=events,
             complete=not unsaved, unsaved=unsaved, started=self._started, finished=time.time(),
-            duration=duration, size=size)
+            duration=duration, size=size,
+            imports=imports.loaded_since(self._modules, ns))
         activities = self._activities
         if activities is not None:
             record.activities = activities.count
