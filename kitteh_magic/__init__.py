@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .activities import ActivityTimeout, RetryPolicy, activity, configure, effect, inline
+from .activities import (
+    ActivityTimeout,
+    JournaledError,
+    RetryPolicy,
+    activity,
+    configure,
+    effect,
+    inline,
+)
 from .errors import (
     DamagedRecordError,
     DamagedStoreWarning,
@@ -33,6 +41,7 @@ __all__ = [
     "DamagedStoreWarning",
     "IncompleteEffectError",
     "InternalWarning",
+    "JournaledError",
     "KittehError",
     "KittehWarning",
     "NondeterminismError",
