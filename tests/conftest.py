@@ -76,6 +76,7 @@ def counter(tmp_path: Path) -> Callable[[str], str]:
     """Code that appends to a file, so a test can count how often a cell body really ran."""
     def code(name: str) -> str:
         path = tmp_path / f"runs-{name}.txt"
-        return f"open({str(path)!r}, 'a').write('x')"
+        # Closed at once: a file left open would put a ResourceWarning in every kernel's stderr.
+        return f"(lambda f: (f.write('x'), f.close()))(open({str(path)!r}, 'a'))"
     return code
 

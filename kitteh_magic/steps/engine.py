@@ -9,6 +9,7 @@ record, never the user's work.
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -117,21 +118,40 @@ class Engine:
     def input_fingerprint(self, name: str, value: object) -> str:
         """Fingerprint of one input: a lineage token when possible, else by content.
 
-        A value that cannot be fingerprinted (a generator, a connection) is keyed by its
-        identity: the step replays while the same object is in the namespace, and runs again
-        after a restart (when that object is necessarily new).
+        A part that cannot be pickled (the connection in ``{"df": df, "conn": conn}``) counts
+        by its type, and a value that is nothing but such a part (a connection, a lock, a
+        generator) is keyed by its type alone (``u:``). Both are named in an
+        ``UnfingerprintableWarning``: a change there alone re-runs nothing. The type, not the
+        identity: an identity key would re-run the step, and its paid activities, after every
+        restart (and a freed id can be reused by another object), while a setup cell's
+        connection is the same resource each time.
         """
         token = self.lineage.get(name, value)
         if token is not None:
             return "t:" + token
         if isinstance(value, ModuleType):
             return "m:" + fingerprint.module_token(value)
-        if codeprint.is_notebook_object(value):
-            return "c:" + codeprint.code_fingerprint(value)
-        try:
-            return "v:" + fingerprint.fingerprint(value)
-        except fingerprint.Unfingerprintable:
-            return f"id:{fingerprint.type_name(value)}:{id(value)}"
+        found = fingerprint.describe(value)
+        kind = fingerprint.type_name(value)
+        if found.whole:
+            self.warn(fingerprint.UnfingerprintableWarning, (
+                f"input {name!r} ({kind}) cannot be fingerprinted: steps that read it are keyed "
+                f"by its type alone, so they replay, after a restart too, whichever {kind} "
+                f"{name!r} holds. Run a step with %%durable --force when what {name!r} refers "
+                "to has changed."))
+            return "u:" + found.digest
+        if found.leaves:
+            parts = [f"{name}{leaf.path} ({leaf.type_name})" if leaf.path is not None
+                     else f"a part of {name!r} ({leaf.type_name})" for leaf in found.leaves]
+            more = f" and {len(parts) - 3} more" if len(parts) > 3 else ""
+            self.warn(fingerprint.UnfingerprintableWarning, (
+                f"input {name!r} ({kind}) holds parts that cannot be fingerprinted: "
+                f"{', '.join(parts[:3])}{more}. They count by their type only, so a change to "
+                f"them alone re-runs nothing; the rest of {name!r} is fingerprinted as usual. "
+                "Run a step with %%durable --force after changing them."))
+        # A notebook function or class by its code; a bound method carries its instance.
+        code = codeprint.is_notebook_object(value) and not hasattr(value, "__self__")
+        return ("c:" if code else "v:") + found.digest
 
     def inputs(self, facts: analysis.CellAnalysis,
                reached: set[str] | None = None) -> dict[str, str]:
@@ -152,8 +172,9 @@ class Engine:
                 continue
             value = self.namespace[name]
             found[name] = self.input_fingerprint(name, value)
-            if codeprint.is_notebook_object(value):
-                indirect = codeprint.global_reads(value) - found.keys()
+            # Code it runs, through wrappers too (lru_cache, partial, a bound method).
+            indirect = codeprint.global_reads(value) - found.keys()
+            if indirect:
                 todo.extend(sorted(indirect))
                 if reached is not None:
                     reached.update(n for n in indirect if self._is_data(n))
@@ -166,5 +187,22 @@ class Engine:
 
     # status helpers ---------------------------------------------------------------------------
     def warn(self, category: type[Warning], message: str) -> None:
-        """Emit a kitteh_magic warning pointing at the user's cell, not at our internals."""
-        warnings.warn(message, category, stacklevel=2)
+        """Emit a kitteh_magic warning pointing at the user's cell, not at our internals.
+
+        The warning is attributed to the first frame outside this package (the cell's code),
+        so that Jupyter shows the cell's line, not a line of kitteh_magic.
+        """
+        warnings.warn(message, category, stacklevel=_outside_frames())
+
+
+_PACKAGE = str(Path(__file__).resolve().parent.parent) + "/"
+
+
+def _outside_frames() -> int:
+    """The ``stacklevel`` of the first caller outside kitteh_magic (counted from the caller)."""
+    frame = sys._getframe(2)
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
+
