@@ -25,6 +25,7 @@ visibly mutates it.
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from itertools import chain, islice
 from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
@@ -38,16 +39,17 @@ REACH_BUDGET: Final = 4096
 
 _ATOMS: Final[frozenset[type]] = frozenset(
     {int, float, complex, bool, str, bytes, type(None), range, slice})
-_OPAQUE: Final = (type, ModuleType, FunctionType, BuiltinFunctionType, MethodType, CodeType)
+_OPAQUE: Final = (type, ModuleType, BuiltinFunctionType, CodeType)
 
 
 def reach(value: object, budget: int = REACH_BUDGET) -> set[int]:
     """Ids of the mutable objects ``value`` holds, itself included, by identity.
 
-    Containers, instances (through their ``__dict__`` and slots) and arrays count; an array
-    counts as the outermost array its memory belongs to, so a view and its base meet. Atoms
-    (numbers, strings), classes, functions and modules are not walked: they are shared by
-    everything and changing them is not a change of a value.
+    Containers, instances (through their ``__dict__`` and slots), a bound method's instance, a
+    function's closure and defaults (not its globals) and arrays count; an array also counts as
+    every object its memory belongs to (its bases, a ``bytearray`` it views), so a view and its
+    base meet. Atoms (numbers, strings), classes, builtins and modules are not walked: they are
+    shared by everything and changing them is not a change of a value.
 
     >>> inner = [1]; outer = {"k": inner}
     >>> id(inner) in reach(outer), id(inner) in reach([2])
@@ -63,26 +65,54 @@ def reach(value: object, budget: int = REACH_BUDGET) -> set[int]:
         if kind in _ATOMS or id(obj) in seen or isinstance(obj, _OPAQUE):
             continue
         seen.add(id(obj))
-        if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
-            seen.add(id(_array_root(obj)))
-            if not obj.dtype.hasobject:  # type: ignore[attr-defined]
-                continue
         room = budget - visits
         if kind is list or kind is tuple:
             stack.extend(obj[:room])  # type: ignore[index]
         elif kind is dict:
             items: Any = obj
             stack.extend(islice(chain(items.values(), items.keys()), room))
+        elif kind is MethodType:
+            stack.append(obj.__self__)  # type: ignore[attr-defined]
+        elif kind is FunctionType:
+            fn: Any = obj
+            stack.extend(_function_state(fn))
+        elif _is_array(obj):
+            seen.update(_memory_owners(obj))
+            if kind.__name__ == "ndarray" and not obj.dtype.hasobject:  # type: ignore[attr-defined]
+                continue  # a plain array of numbers holds nothing else
+            stack.extend(islice(gc.get_referents(obj), room))
         else:
             stack.extend(islice(gc.get_referents(obj), room))
     return seen
 
 
-def _array_root(array: Any) -> Any:
-    kind = type(array)
-    while type(array.base) is kind:
-        array = array.base
-    return array
+def _function_state(fn: FunctionType) -> list[object]:
+    """What a function carries besides its code and globals: closure, defaults, attributes."""
+    held: list[object] = []
+    for cell in fn.__closure__ or ():
+        try:
+            held.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    held.extend(fn.__defaults__ or ())
+    held.extend((fn.__kwdefaults__ or {}).values())
+    held.extend(fn.__dict__.values())
+    return held
+
+
+def _is_array(obj: object) -> bool:
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(obj, numpy.ndarray)
+
+
+def _memory_owners(array: Any) -> list[int]:
+    """Ids of the objects an array's memory belongs to: its bases, down to the buffer."""
+    owners: list[int] = []
+    base = array.base
+    while base is not None and len(owners) < 64:
+        owners.append(id(base))
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    return owners
 
 
 def state(value: object) -> str | None:
@@ -94,8 +124,18 @@ def state(value: object) -> str | None:
 
 
 def is_data(value: object) -> bool:
-    """Values whose content a step's outputs are made of (not modules, classes or functions)."""
-    return not isinstance(value, _OPAQUE)
+    """Values whose content can be a step's output: not modules, classes or builtins, and a
+    function only when it carries state (a closure, defaults, attributes)."""
+    if isinstance(value, (*_OPAQUE, MethodType)):
+        return False
+    if isinstance(value, FunctionType):
+        return bool(_function_state(value))
+    return True
+
+
+def is_iterator(value: object) -> bool:
+    """Whether reading the value consumes it (a generator, an iterator, an open file)."""
+    return hasattr(type(value), "__next__")
 
 
 class Observation:
@@ -112,10 +152,13 @@ class Observation:
     def __init__(self, namespace: Mapping[str, object], names: Iterable[str],
                  others: Iterable[str], known: Callable[[str, object], str | None]) -> None:
         self._namespace = namespace
-        watched = {n for n in names if n in namespace and is_data(namespace[n])}
+        present = [n for n in names if n in namespace]
+        watched = {n for n in present if is_data(namespace[n])}
         touched: set[int] = set()
-        for name in watched:
-            touched |= reach(namespace[name])
+        for name in present:  # a bound method reaches its instance (``bump = acc.bump``)
+            value = namespace[name]
+            if name in watched or isinstance(value, MethodType):
+                touched |= reach(value)
         for name in others:
             value = namespace.get(name)
             if name in watched or value is None or not is_data(value):
@@ -143,9 +186,14 @@ class Observation:
         after: dict[str, str] = {}
         for name, (obj, before) in self.before.items():
             now = state(obj)
-            if now is None:
-                continue  # no content to compare: the code-shape analysis decides
             still = self._namespace.get(name, _GONE) is obj
+            if now is None:
+                # No content to compare: an iterator the step could touch may have advanced
+                # (it counts as changed); for anything else (a connection) the code decides.
+                if still and is_iterator(obj):
+                    changed.add(name)
+                    changed_ids.add(id(obj))
+                continue
             if still:
                 after[name] = now
             if now != before:

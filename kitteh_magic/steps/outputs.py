@@ -150,6 +150,11 @@ def note_saved(engine: Engine, entries: Mapping[str, Mapping[str, Any]],
     """Lineage of a step's saved outputs; fresh states of the values it left unchanged."""
     namespace = engine.namespace
     for name, entry in entries.items():
+        if entry.get("ref") is None:
+            # Not saved (a generator, a connection): no token may stand for its content, or a
+            # later step reading it would replay after it changed.
+            engine.lineage.drop([name])
+            continue
         _note(engine, name, entry, namespace[name], after.get(name))
     for name, content in after.items():
         if name not in entries:

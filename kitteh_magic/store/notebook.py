@@ -38,6 +38,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copyreg
+import functools
 import io
 import pickle
 import types
@@ -157,6 +158,13 @@ def _class_print(cls: type, namespace: dict[str, Any] | None) -> str:
     return code_fingerprint(cls)
 
 
+def _cached_property(func: Any, attrname: str | None, doc: str | None) -> Any:
+    """A ``functools.cached_property`` rebuilt from its function and attribute name."""
+    prop: Any = functools.cached_property(func)
+    prop.attrname, prop.__doc__ = attrname, doc
+    return prop
+
+
 def _cell_content(cell: types.CellType) -> Any:
     try:
         return cell.cell_contents
@@ -186,6 +194,10 @@ class NotebookPickler(cloudpickle.Pickler):  # type: ignore[misc]
                     _fill)
         if issubclass(type(obj), type) and getattr(obj, "__module__", None) == "__main__":
             return self._class_reduce(obj)
+        if type(obj) is functools.cached_property:
+            # Before Python 3.12 it holds an RLock, which cannot be pickled: every notebook
+            # class with a cached_property would make its instances unsaveable.
+            return (_cached_property, (obj.func, obj.attrname, obj.__doc__))
         return super().reducer_override(obj)
 
     def _class_reduce(self, cls: type) -> Any:
