@@ -158,6 +158,21 @@ def _class_print(cls: type, namespace: dict[str, Any] | None) -> str:
     return code_fingerprint(cls)
 
 
+def _default_reduce(cls: type) -> bool:
+    """Whether an exception class pickles with ``BaseException``'s own ``__reduce__``."""
+    def owner(name: str) -> type:
+        return next(klass for klass in cls.__mro__ if name in vars(klass))
+
+    return owner("__reduce__") is BaseException and owner("__reduce_ex__") is object
+
+
+def _exception(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    """An exception rebuilt without calling its class's ``__init__`` (state is set after)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
+
+
 def _cached_property(func: Any, attrname: str | None, doc: str | None) -> Any:
     """A ``functools.cached_property`` rebuilt from its function and attribute name."""
     prop: Any = functools.cached_property(func)
@@ -194,6 +209,10 @@ class NotebookPickler(cloudpickle.Pickler):  # type: ignore[misc]
                     _fill)
         if issubclass(type(obj), type) and getattr(obj, "__module__", None) == "__main__":
             return self._class_reduce(obj)
+        if isinstance(obj, BaseException) and _default_reduce(type(obj)):
+            # The default rebuilds it as ``cls(*args)``: an ``__init__`` with keyword-only or
+            # extra arguments then fails on every load. Rebuilt as ``copy`` does instead.
+            return (_exception, (type(obj), obj.args), obj.__dict__ or None)
         if type(obj) is functools.cached_property:
             # Before Python 3.12 it holds an RLock, which cannot be pickled: every notebook
             # class with a cached_property would make its instances unsaveable.
