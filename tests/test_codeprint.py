@@ -1,26 +1,28 @@
-"""Fingerprints of notebook code: stable across restarts and pickling, and the globals it uses."""
+"""Fingerprints of notebook code: stable across restarts and pickling, faithful through wrappers
+and function state, and the globals the code uses."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kitteh_magic.steps import codeprint
 from kitteh_magic.steps.codeprint import (
-    code_fingerprint,
     global_reads,
     global_writes,
     is_notebook_object,
+    notebook_code,
 )
-from kitteh_magic.steps.fingerprint import fingerprint
+from kitteh_magic.steps.fingerprint import code_fingerprint, fingerprint
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +78,7 @@ def test_code_fingerprint_ignores_file_name_and_line_numbers() -> None:
 
 RESTORE_SCRIPT = """
 import sys, cloudpickle
-from kitteh_magic.steps.codeprint import code_fingerprint
+from kitteh_magic.steps.fingerprint import code_fingerprint
 for name, obj in cloudpickle.loads(sys.stdin.buffer.read()).items():
     print(name, code_fingerprint(obj))
 """
@@ -281,12 +283,233 @@ def test_global_reads_and_writes_of_classes_and_nested_code() -> None:
     """
     ns = notebook(source)
     assert global_reads(ns["Model"]) == {"CONFIG", "factory", "WEIGHTS", "NEXT"}
-    assert global_reads(ns["Model"]().bump) == {"NEXT"}
+    # A bound method may call the other methods of its instance: its class's reads count.
+    assert global_reads(ns["Model"]().bump) == {"CONFIG", "factory", "WEIGHTS", "NEXT"}
+    assert global_reads(ns["Base"].shared) == {"CONFIG"}
     assert global_writes(ns["Model"]) == {"COUNT"}
     assert global_writes(ns["Base"]) == frozenset()
 
 
-def test_async_code_fingerprint_runs() -> None:
-    ns = notebook("async def main():\n    return 5\n")
-    assert asyncio.run(ns["main"]()) == 5
+def test_async_code_is_fingerprinted_past_its_awaits() -> None:
+    source = """
+        import asyncio
+        async def main():
+            await asyncio.sleep(0)
+            return LIMIT + 5
+    """
+    ns = notebook(source)
     assert HEX32.fullmatch(code_fingerprint(ns["main"]))
+    assert code_fingerprint(ns["main"]) == code_fingerprint(restart(source, "main"))
+    edited = restart(source.replace("LIMIT + 5", "LIMIT + 6"), "main")
+    assert code_fingerprint(ns["main"]) != code_fingerprint(edited)  # code after the await
+    assert global_reads(ns["main"]) == {"asyncio", "LIMIT"}
+
+
+# --- code behind wrappers, and the state a function carries ---------------------------------
+
+CACHED = """
+import functools
+@functools.lru_cache
+def rate():
+    return 30
+"""
+
+
+@pytest.mark.parametrize("wrapper", ["functools.lru_cache", "functools.cache",
+                                     "functools.lru_cache(maxsize=8, typed=True)"])
+def test_cached_functions_are_fingerprinted_by_their_code_not_their_cache(wrapper: str) -> None:
+    source = CACHED.replace("functools.lru_cache", wrapper)
+    rate = restart(source, "rate")
+    before = fingerprint(rate)
+    rate(), rate()
+    assert rate.cache_info().hits == 1
+    assert fingerprint(rate) == before  # the cache and its statistics are not content
+    assert fingerprint(restart(source, "rate")) == before  # a fresh kernel
+    edited = restart(source.replace("return 30", "return 8"), "rate")
+    assert fingerprint(edited) != before
+    assert fingerprint({"handlers": [edited]}) != fingerprint({"handlers": [rate]})
+
+
+def test_cached_code_inside_closures_and_classes_is_seen() -> None:
+    source = """
+        import functools
+        def make(k):
+            @functools.lru_cache
+            def scaled(x):
+                return x * k
+            return lambda x: scaled(x)
+        class Prices:
+            @functools.cache
+            def base(self):
+                return 10
+    """
+    ns = notebook(source)
+    assert code_fingerprint(ns["make"](2)) == code_fingerprint(ns["make"](2))
+    assert code_fingerprint(ns["make"](2)) != code_fingerprint(ns["make"](3))
+    prices = code_fingerprint(ns["Prices"])
+    ns["Prices"]().base()
+    assert code_fingerprint(ns["Prices"]) == prices
+    assert prices != code_fingerprint(restart(source.replace("return 10", "return 11"), "Prices"))
+
+
+def test_function_attributes_are_content() -> None:
+    source = """
+        import functools
+        def limit():
+            return limit.threshold
+        limit.threshold = 3
+        def logged(fn):
+            @functools.wraps(fn)
+            def wrapper(*a):
+                return fn(*a)
+            return wrapper
+        @logged
+        def cut():
+            return cut.level
+        cut.level = 1
+        @functools.cache
+        def cached():
+            return cached.unit
+        cached.unit = "kg"
+    """
+    ns = notebook(source)
+    for name, attribute, other in [("limit", "threshold", 5), ("cut", "level", 2),
+                                   ("cached", "unit", "g")]:
+        before = fingerprint(ns[name])
+        assert before == fingerprint(restart(source, name))
+        original = getattr(ns[name], attribute)
+        setattr(ns[name], attribute, other)
+        assert fingerprint(ns[name]) != before, name
+        setattr(ns[name], attribute, original)
+        assert fingerprint(ns[name]) == before, name
+
+
+def test_singledispatch_functions_are_stable_until_registered_again() -> None:
+    source = """
+        import functools
+        @functools.singledispatch
+        def show(x):
+            return "thing"
+        @show.register
+        def _(x: int):
+            return "int"
+    """
+    ns = notebook(source)
+    before = fingerprint(ns["show"])
+    ns["show"](1), ns["show"]("s"), ns["show"](2.5)  # fills its dispatch cache
+    assert fingerprint(ns["show"]) == before == fingerprint(restart(source, "show"))
+    notebook("@show.register\ndef _(x: str):\n    return 'str'\n", namespace=ns)
+    assert fingerprint(ns["show"]) != before
+
+
+def test_defaults_and_closures_holding_an_unpicklable_part_count_by_the_rest() -> None:
+    source = """
+        import threading
+        CONFIG = {"rows": [1, 2], "lock": threading.Lock()}
+        def f(x, cfg=CONFIG):
+            return cfg["rows"]
+        def g(x, *, cfg=CONFIG):
+            return cfg["rows"]
+        def outer():
+            cfg = CONFIG
+            def h():
+                return cfg["rows"]
+            return h
+        h = outer()
+    """
+    ns = notebook(source)
+    before = {name: code_fingerprint(ns[name]) for name in "fgh"}
+    assert before == {name: code_fingerprint(restart(source, name)) for name in "fgh"}
+    ns["CONFIG"]["rows"].append(3)  # what the functions return changes
+    assert all(code_fingerprint(ns[name]) != before[name] for name in "fgh")
+
+
+def test_class_fingerprints_ignore_caches_that_pickling_and_enums_fill() -> None:
+    source = CLASS + "class Perm(enum.Flag):\n    R = 1\n    W = 2\n"
+    ns = notebook(source)
+    model, perm = code_fingerprint(ns["Model"]), code_fingerprint(ns["Perm"])
+    fingerprint(ns["Model"]())  # copyreg caches the class's __slotnames__ on the first pickle
+    assert "__slotnames__" in vars(ns["Model"])
+    assert ns["Perm"].R | ns["Perm"].W  # enum caches the combined member on the class
+    assert code_fingerprint(ns["Model"]) == model == code_fingerprint(restart(source, "Model"))
+    assert code_fingerprint(ns["Perm"]) == perm == code_fingerprint(restart(source, "Perm"))
+    edited = restart(source.replace("W = 2\n", "W = 4\n"), "Perm")
+    assert code_fingerprint(edited) != perm
+
+
+WRAPPERS = """
+import functools
+SCALE = 2
+def mul(x, y):
+    return x * y * SCALE
+cached = functools.lru_cache(mul)
+double = functools.partial(mul, 2)
+class Traced:
+    def __init__(self, fn):
+        self.fn = fn
+    def __call__(self, *a):
+        return self.fn(*a) + OFFSET
+traced = Traced(mul)
+def twice(fn):
+    def run(*a):
+        return fn(*a) + fn(*a)
+    return run
+doubled = twice(mul)
+class Model:
+    def predict(self, x):
+        return self.scale(x)
+    def scale(self, x):
+        return x * RATE
+predict = Model().predict
+model = Model()
+class Report:
+    @functools.cached_property
+    def total(self):
+        return TAX
+"""
+
+
+@pytest.mark.parametrize(("name", "reads"), [
+    ("cached", {"SCALE"}), ("double", {"SCALE"}), ("traced", {"SCALE", "OFFSET"}),
+    ("doubled", {"SCALE"}), ("predict", {"RATE"}), ("model", {"RATE"}), ("Report", {"TAX"}),
+])
+def test_global_reads_follow_wrappers_to_the_code_they_run(name: str, reads: set[str]) -> None:
+    ns = notebook(WRAPPERS)
+    assert global_reads(ns[name]) == reads
+    assert ns["mul"] in notebook_code(ns[name]) or name in ("predict", "model", "Report")
+
+
+def test_a_library_wrapper_counts_the_code_it_wraps_not_its_own_globals() -> None:
+    library = types.ModuleType("somelib")
+    exec(textwrap.dedent("""
+        import functools
+        HIDDEN = 1
+        def deco(fn):
+            @functools.wraps(fn)
+            def wrapper(*a):
+                return fn(*a) + HIDDEN
+            return wrapper
+    """), library.__dict__)
+    wrapped = library.deco(notebook("def f():\n    return SCALE\n")["f"])
+    assert is_notebook_object(wrapped)  # functools.wraps copied __module__
+    assert global_reads(wrapped) == {"SCALE"}  # HIDDEN is the library's, not the notebook's
+
+
+CODE_FACTS_SCRIPT = """
+import sys
+from kitteh_magic.steps import codeprint
+ns = {"__name__": "__main__"}
+exec("import functools\\ndef f(x=1):\\n    return X\\ng = functools.lru_cache(f)", ns)
+facts = (codeprint.global_reads(ns["g"]), codeprint.notebook_code(ns["g"]),
+         codeprint.code_digest(ns["f"].__code__), codeprint.by_code(ns["f"]))
+print("kitteh_magic.steps.fingerprint" in sys.modules)
+"""
+
+
+def test_code_facts_do_not_import_the_value_fingerprints() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", CODE_FACTS_SCRIPT], env=env, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    assert out == "False"
+    ns = notebook(FUNCTION)
+    assert codeprint.code_fingerprint(ns["f"]) == code_fingerprint(ns["f"])  # the older name

@@ -6,8 +6,10 @@ import os
 import pickle
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
+import textwrap
 import threading
 import types
 from pathlib import Path
@@ -15,8 +17,18 @@ from typing import Any
 
 import pytest
 
+from kitteh_magic.steps import digests, picklers
 from kitteh_magic.steps import fingerprint as fp_module
-from kitteh_magic.steps.fingerprint import Unfingerprintable, fingerprint, module_token
+from kitteh_magic.steps.engine import Engine
+from kitteh_magic.steps.fingerprint import (
+    Leaf,
+    Unfingerprintable,
+    UnfingerprintableWarning,
+    code_fingerprint,
+    describe,
+    fingerprint,
+    module_token,
+)
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +153,7 @@ def test_numpy_strided_arrays_equal_their_copies(monkeypatch: pytest.MonkeyPatch
     assert not strided.flags.c_contiguous and not strided.flags.f_contiguous
     assert fingerprint(strided) == fingerprint(c_order)
     # Copy two rows at a time: the chunked result must equal the one-chunk result.
-    monkeypatch.setattr(fp_module, "_CHUNK_BYTES", 2 * 10 * 4)
+    monkeypatch.setattr(digests, "_CHUNK_BYTES", 2 * 10 * 4)
     assert fingerprint(strided) == fingerprint(c_order)
     strided[5, 9] += 1
     assert fingerprint(strided) != fingerprint(c_order)
@@ -190,14 +202,14 @@ def test_dataframes_hash_their_buffers_out_of_band(monkeypatch: pytest.MonkeyPat
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"a": np.arange(1000.0), "b": np.arange(1000) * 2, "s": ["x"] * 1000})
     seen: list[int] = []
-    original = fp_module._HashingPickler._buffer
+    original = picklers.HashingPickler._buffer
 
     def spy(self: Any, buffer: pickle.PickleBuffer) -> bool:
         seen.append(buffer.raw().nbytes)
         result: bool = original(self, buffer)
         return result
 
-    monkeypatch.setattr(fp_module._HashingPickler, "_buffer", spy)
+    monkeypatch.setattr(picklers.HashingPickler, "_buffer", spy)
     first = fingerprint(frame)
     assert sum(seen) >= 1000 * 8 * 2  # both numeric columns went through the buffer hash
     assert first == fingerprint(frame.copy())
@@ -222,19 +234,24 @@ def generator() -> Any:
         (threading.Lock, "_thread.lock"),
         (lambda: open(os.devnull), "_io.TextIOWrapper"),  # noqa: SIM115
         (lambda: socket.socket(), "socket.socket"),
-        (lambda: {"conn": threading.Lock()}, "dict"),
+        (lambda: sqlite3.connect(":memory:"), "sqlite3.Connection"),
     ],
 )
 def test_unpicklable_values_raise(make: Any, type_name: str) -> None:
-    value = make()
+    value, other = make(), make()
     try:
         with pytest.raises(Unfingerprintable) as caught:
             fingerprint(value)
         assert caught.value.type_name == type_name
         assert type_name in str(caught.value)
+        # Nothing but the type can be hashed: another object of the type gives the same.
+        found = describe(value)
+        assert found.whole and found.leaves == (Leaf("", type_name),)
+        assert found.digest == describe(other).digest
     finally:
-        if hasattr(value, "close"):
-            value.close()
+        for item in (value, other):
+            if hasattr(item, "close"):
+                item.close()
 
 
 def test_unfingerprintable_survives_pickling() -> None:
@@ -258,3 +275,220 @@ def test_modules_are_fingerprinted_by_token() -> None:
     assert fingerprint(os) == fingerprint(os)
     assert fingerprint(os) != fingerprint(sys)
     assert fingerprint({"m": os}) != fingerprint({"m": sys})  # inside containers too
+
+
+# --- a container that holds an unpicklable part ----------------------------------------------
+
+
+class Holder:
+    """Rows guarded by a lock: the lock cannot be pickled, the rows can."""
+
+    def __init__(self, rows: list[int]) -> None:
+        self.rows = rows
+        self.lock = threading.Lock()
+
+
+def frame_holding_a_lock(rows: list[int]) -> Any:
+    pd = pytest.importorskip("pandas")
+    return pd.DataFrame({"a": rows, "o": [threading.Lock(), *[None] * (len(rows) - 1)]})
+
+
+#: value maker (from rows) and the parts that count by type only.
+HOLDING: dict[str, tuple[Any, list[Leaf]]] = {
+    "dict with a connection": (
+        lambda rows: {"rows": rows, "conn": sqlite3.connect(":memory:")},
+        [Leaf("['conn']", "sqlite3.Connection")]),
+    "list with a generator": (
+        lambda rows: [rows, (x for x in rows)], [Leaf("[1]", "generator")]),
+    "object with a lock": (Holder, [Leaf(".lock", "_thread.lock")]),
+    "nested, two parts": (
+        lambda rows: {"a": [{"rows": rows, "guard": threading.RLock()}], "b": (threading.Lock(),)},
+        [Leaf("['a'][0]['guard']", "_thread.RLock"), Leaf("['b'][0]", "_thread.lock")]),
+    "set member": (lambda rows: frozenset({tuple(rows), threading.Lock()}),
+                   [Leaf("{…}", "_thread.lock")]),
+    "DataFrame column": (frame_holding_a_lock, [Leaf("['o'][0]", "_thread.lock")]),
+}
+
+
+@pytest.mark.parametrize("case", list(HOLDING))
+def test_a_container_with_an_unpicklable_part_is_fingerprinted_by_the_rest(case: str) -> None:
+    make, leaves = HOLDING[case]
+    first, again, changed = make([1, 2, 3]), make([1, 2, 3]), make([1, 2, 4])
+    found = describe(first)
+    assert list(found.leaves) == leaves and not found.whole
+    assert found.digest == fingerprint(first)
+    assert describe(again).digest == found.digest  # another connection or lock: same type
+    assert describe(changed).digest != found.digest  # the rest is content as usual
+
+
+def test_the_careful_pickler_runs_only_after_the_fast_one_failed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    careful: list[object] = []
+    original = fp_module._carefully
+
+    def spy(obj: object) -> str:
+        careful.append(obj)
+        return original(obj)
+
+    monkeypatch.setattr(fp_module, "_carefully", spy)
+    plain = {"df": pd.DataFrame({"a": np.arange(10.0)}), "s": {1, 2}, "f": Holder.__init__}
+    assert describe(plain).leaves == ()
+    assert careful == []
+    holding = {"df": plain["df"], "lock": threading.Lock()}
+    assert describe(holding).leaves == (Leaf("['lock']", "_thread.lock"),)
+    assert careful == [holding]
+
+
+# --- pandas caches ----------------------------------------------------------------------------
+
+
+def pandas_values() -> dict[str, tuple[Any, Any]]:
+    """Makers of pandas values, each with an in-place change of its content."""
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    days = pd.date_range("2024-01-01", periods=100, freq="D")
+
+    def series() -> Any:  # an index without a freq, as read from a file
+        return pd.Series(np.arange(100.0), index=pd.DatetimeIndex(days.tolist()), name="x")
+
+    def frame() -> Any:
+        return pd.DataFrame({"v": np.arange(96.0), "kind": pd.Categorical(list("ab") * 48),
+                             "n": pd.array(range(96), dtype="Int64"), "s": ["x", "y"] * 48},
+                            index=pd.date_range("2024-01-01", periods=96, freq="h", tz="UTC"))
+
+    def multi() -> Any:
+        index = pd.MultiIndex.from_product([days[:4], ["a", "b", "c"]], names=["day", "k"])
+        return pd.DataFrame({"v": np.arange(12)}, index=index)
+
+    def others() -> Any:
+        return pd.Series(np.arange(6.0), index=pd.timedelta_range("1h", periods=6, freq="h"))
+
+    def periods() -> Any:
+        return pd.Series(pd.Categorical(list("abcabc")),
+                         index=pd.period_range("2024-01", periods=6, freq="M"))
+
+    def assign(target: Any, value: object) -> None:
+        target.iloc[0] = value
+
+    return {
+        "series, DatetimeIndex": (series, lambda v: assign(v, 5.0)),
+        "frame, tz index, categorical, Int64, strings": (
+            frame, lambda v: v.__setitem__("s", ["z", "y"] * 48)),
+        "frame, MultiIndex": (multi, lambda v: v.iloc.__setitem__((0, 0), 99)),
+        "series, TimedeltaIndex": (others, lambda v: assign(v, 9.0)),
+        "categorical series, PeriodIndex": (periods, lambda v: assign(v, "c")),
+        "DatetimeIndex alone": (lambda: pd.DatetimeIndex(days.tolist()),
+                                lambda v: v.rename("renamed", inplace=True)),
+    }
+
+
+def exercise(value: Any) -> None:
+    """What a notebook does with a value without changing it: show it, look things up."""
+    import warnings
+
+    from IPython.core.formatters import DisplayFormatter
+
+    pd = pytest.importorskip("pandas")
+    DisplayFormatter().format(value)  # a cell that holds just the value
+    repr(value)
+    index = value if isinstance(value, pd.Index) else value.index
+    _ = (index.is_monotonic_increasing, index.is_unique, index.inferred_type, index.nlevels)
+    if not isinstance(index, pd.MultiIndex):
+        _ = index.hasnans
+    index.get_loc(index[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for level in (index.levels if isinstance(index, pd.MultiIndex) else [index]):
+            for name in ("freq", "inferred_freq", "year", "days", "month", "is_unique"):
+                getattr(level, name, None)
+    if isinstance(value, pd.Index):
+        return
+    value.loc[index[3]]
+    value.iloc[2:5]
+    value.sort_index()
+    value.describe()
+    value.groupby(level=0, observed=True).size()
+    if isinstance(value, pd.DataFrame):
+        value._repr_html_()
+        for _, column in value.items():
+            column.value_counts()
+    elif isinstance(value.dtype, pd.CategoricalDtype):
+        value.cat.as_ordered()
+        value.value_counts()
+
+
+@pytest.mark.parametrize("case", ["series, DatetimeIndex",
+                                  "frame, tz index, categorical, Int64, strings",
+                                  "frame, MultiIndex", "series, TimedeltaIndex",
+                                  "categorical series, PeriodIndex", "DatetimeIndex alone"])
+def test_pandas_caches_do_not_change_the_fingerprint(case: str) -> None:
+    make, change = pandas_values()[case]
+    value = make()
+    before = fingerprint(value)
+    exercise(value)
+    assert fingerprint(value) == before
+    assert fingerprint(make()) == before  # a fresh twin, as after a restart
+    change(value)
+    assert fingerprint(value) != before
+
+
+def test_fingerprints_of_cached_pandas_values_match_a_fresh_process() -> None:
+    make, _ = pandas_values()["frame, tz index, categorical, Int64, strings"]
+    value = make()
+    exercise(value)
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import pytest
+        from test_fingerprint import pandas_values
+        from kitteh_magic.steps.fingerprint import fingerprint
+        print(fingerprint(pandas_values()["frame, tz index, categorical, Int64, strings"][0]()))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "7"}
+    out = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], env=env,
+                         check=True, capture_output=True, text=True).stdout.strip()
+    assert out == fingerprint(value)
+
+
+# --- an input's fingerprint in the engine -----------------------------------------------------
+
+
+def test_inputs_with_unpicklable_parts_are_named_in_a_warning(tmp_path: Path) -> None:
+    engine = Engine({}, store_dir=tmp_path / "store", session="s")
+    bundle = {"rows": [1, 2], "conn": sqlite3.connect(":memory:")}
+    with pytest.warns(UnfingerprintableWarning,
+                      match=r"input 'bundle' \(dict\) holds parts .*bundle\['conn'\] "
+                            r"\(sqlite3\.Connection\)"):
+        key = engine.input_fingerprint("bundle", bundle)
+    assert key == "v:" + fingerprint(bundle)
+    bundle["rows"].append(3)  # same object, new content: an identity key would not see it
+    with pytest.warns(UnfingerprintableWarning):
+        assert engine.input_fingerprint("bundle", bundle) != key
+
+
+def test_a_value_without_content_is_named_and_keyed_by_its_type(tmp_path: Path) -> None:
+    engine = Engine({}, store_dir=tmp_path / "store", session="s")
+    first, second = sqlite3.connect(":memory:"), sqlite3.connect(":memory:")
+    with pytest.warns(UnfingerprintableWarning,
+                      match=r"input 'conn' \(sqlite3\.Connection\) cannot be fingerprinted"):
+        key = engine.input_fingerprint("conn", first)
+    with pytest.warns(UnfingerprintableWarning):
+        assert engine.input_fingerprint("conn", second) == key  # as after a restart
+    assert key == "u:" + describe(first).digest
+    with pytest.warns(UnfingerprintableWarning):
+        assert engine.input_fingerprint("conn", threading.Lock()) != key
+
+
+def test_a_bound_method_input_carries_its_instance(tmp_path: Path) -> None:
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec("class Model:\n"
+         "    def __init__(self, rate):\n        self.rate = rate\n"
+         "    def predict(self, x):\n        return x * self.rate\n", ns)
+    engine = Engine(ns, store_dir=tmp_path / "store", session="s")
+    two, three = ns["Model"](2).predict, ns["Model"](3).predict
+    assert engine.input_fingerprint("p", two) != engine.input_fingerprint("p", three)
+    again = ns["Model"](2).predict
+    assert engine.input_fingerprint("p", two) == engine.input_fingerprint("p", again)
+    assert engine.input_fingerprint("Model", ns["Model"]) == "c:" + code_fingerprint(ns["Model"])

@@ -1,13 +1,17 @@
-"""Code fingerprints: notebook functions and classes hashed by what they do, not where they live.
+"""Code facts: which objects are notebook code, what code a wrapper runs, the globals it uses.
 
 A cell's file name (``ipykernel_<pid>/...``) changes on every restart, and cloudpickle restores a
-notebook function as a new object, so code is hashed by its bytecode, constants and defaults,
-never by file name or line number. Also here: the globals a notebook function reads and writes,
-read from its bytecode, which the engine follows to find a step's indirect inputs and outputs.
+notebook function as a new object, so code objects are digested by their bytecode and constants,
+never by file name or line number (:func:`code_digest`). The globals a notebook function reads
+and writes are read from its bytecode; the engine follows them to find a step's indirect inputs
+and outputs. A wrapper (``functools.lru_cache``, a ``functools.wraps`` decorator, a
+``functools.partial``, a decorator instance, a bound method) is followed to the notebook code it
+runs (:func:`notebook_code`), so the globals that code reads count too.
 
-Values and code refer to each other (a function's defaults and closure are values, a dict may hold
-a function), so this module and :mod:`.fingerprint` import each other as modules and
-look names up at call time, which works whichever is imported first.
+Only facts about code live here. The fingerprint of a function or class as a whole, which also
+covers the values it carries (defaults, closure cells, attributes), is
+:func:`.fingerprint.code_fingerprint`: values hold code and code holds values, so that recursion
+lives in one module, which imports this one and not the reverse.
 
 Pure: no I/O, no clock.
 """
@@ -16,19 +20,17 @@ from __future__ import annotations
 
 import dis
 import functools
-import threading
-from collections.abc import Iterable
 from types import CodeType, FunctionType, MethodType
 from typing import Any, Final
 
-from kitteh_magic.steps import fingerprint
-
-#: Class attributes that say nothing about behaviour, or that only hold runtime bookkeeping.
-_SKIPPED_CLASS_ATTRIBUTES: Final = frozenset({"__dict__", "__weakref__", "__module__"})
+from .digests import digest, pickled_constant, primitive
 
 #: Bytecode instructions that read a name from the module globals.
 _GLOBAL_LOADS: Final = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
 _GLOBAL_STORES: Final = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL"})
+
+#: Objects looked at when following wrappers to the code they run (a bound on odd graphs).
+_WALK_BUDGET: Final = 1000
 
 
 def is_notebook_object(obj: object) -> bool:
@@ -48,73 +50,167 @@ def by_code(obj: FunctionType | type) -> bool:
     return is_notebook_object(obj) or "<locals>" in qualname or "<lambda>" in qualname
 
 
-def code_fingerprint(obj: object) -> str:
-    """The fingerprint of a function's or class's code, stable across restarts and pickling.
+def notebook_code(obj: object) -> tuple[FunctionType | type, ...]:
+    """The notebook functions and classes that calling or using ``obj`` may run.
 
-    Functions: bytecode, constants (nested code objects recursively), names, argument layout,
-    flags, exception table, defaults, closure contents and ``__wrapped__``. Classes: name,
-    bases, metaclass and every attribute (methods by code, other values by content where they
-    have one, else by type name). File names and line numbers are left out on purpose.
+    A notebook function or class is its own code. Wrappers are followed to what they hold:
+    ``__wrapped__`` (``lru_cache``, ``functools.wraps``), the function and arguments of a
+    ``functools.partial``, the function and instance of a bound method, closure cells, the
+    attributes of a decorator instance, and the class of an instance of a notebook class.
+    Plain data gives ``()``.
 
-    Raises:
-        TypeError: ``obj`` is neither a function, a method nor a class.
+    >>> cell = {"__name__": "__main__"}
+    >>> exec("def f(): return LIMIT", cell)  # as a notebook cell defines it
+    >>> notebook_code(functools.lru_cache(cell["f"])) == (cell["f"],)
+    True
+    >>> global_reads(functools.partial(cell["f"])), notebook_code([cell["f"]])
+    (frozenset({'LIMIT'}), ())
     """
-    if isinstance(obj, MethodType):
-        obj = obj.__func__
-    if not isinstance(obj, FunctionType | type):
-        raise TypeError(
-            f"code_fingerprint needs a function or class, got {fingerprint.type_name(obj)}"
-        )
-    active = _active()
-    if id(obj) in active:
-        # A class whose attributes refer back to it (enum members, a registry of instances).
-        return fingerprint.digest(b"r", obj.__qualname__)
-    active.add(id(obj))
-    try:
-        if isinstance(obj, type):
-            return fingerprint.digest(b"k", *_class_parts(obj))
-        return fingerprint.digest(b"c", *_function_parts(obj))
-    finally:
-        active.discard(id(obj))
+    found: list[FunctionType | type] = []
+    seen: set[int] = set()
+    todo: list[object] = [obj]
+    while todo and len(seen) < _WALK_BUDGET:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, type):
+            if is_notebook_object(item):
+                found.append(item)
+            continue
+        if isinstance(item, FunctionType) and _runs_in_notebook(item):
+            found.append(item)
+        todo.extend(_held(item))
+    return tuple(found)
 
 
 def global_reads(fn: object) -> frozenset[str]:
-    """Names a notebook function (or the methods of a notebook class) reads as globals.
+    """Names that the notebook code ``fn`` runs reads as globals (see :func:`notebook_code`).
 
-    Read from the bytecode of the function and of its nested code. Builtins (``len``) are left
-    out unless the notebook shadows them. Direct reads only: the caller follows the names that
-    are notebook functions themselves.
+    Read from the bytecode of each function, of its nested code and, for a class, of the
+    methods of its notebook base classes. Builtins (``len``) are left out unless the notebook
+    shadows them. Direct reads only: the caller follows the names that are notebook code
+    themselves.
     """
     return _code_names(fn, _GLOBAL_LOADS)
 
 
 def global_writes(fn: object) -> frozenset[str]:
-    """Names a notebook function (or the methods of a notebook class) assigns as globals.
+    """Names that the notebook code ``fn`` runs assigns as globals.
 
     A call of such a function changes those names; the engine treats them as touched.
     """
     return _code_names(fn, _GLOBAL_STORES)
 
 
+@functools.lru_cache(maxsize=4096)
+def code_digest(code: CodeType) -> str:
+    """A code object without its file name, line numbers and position tables.
+
+    ``co_qualname`` is left out too: code objects that differ only in it compare equal, so this
+    cache could answer for one with the other's digest. The function's qualname is hashed by
+    :func:`.fingerprint.code_fingerprint` instead.
+    """
+    layout = (
+        code.co_name,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+    )
+    consts = [_const_digest(const) for const in code.co_consts]
+    table = getattr(code, "co_exceptiontable", b"")
+    return digest(b"o", repr(layout), code.co_code, table, *consts)
+
+
+def code_fingerprint(obj: object) -> str:
+    """Compatibility name for :func:`.fingerprint.code_fingerprint`, kept for older callers.
+
+    The import is made at call time so that this module never imports the value fingerprints
+    when it is loaded.
+    """
+    from .fingerprint import code_fingerprint as whole
+
+    return whole(obj)
+
+
+# --- following wrappers -----------------------------------------------------------------------
+
+
+def _runs_in_notebook(fn: FunctionType) -> bool:
+    """A function whose own bytecode reads the notebook's globals.
+
+    ``functools.wraps`` copies ``__module__``: a library's wrapper then claims ``__main__``, but
+    its globals, and so the names its bytecode reads, are its library's.
+    """
+    return is_notebook_object(fn) and fn.__globals__.get("__name__") == "__main__"
+
+
+def _held(item: object) -> list[object]:
+    """What a wrapper holds that may be, or lead to, notebook code."""
+    if isinstance(item, MethodType):
+        return [item.__func__, item.__self__]
+    if isinstance(item, staticmethod | classmethod):
+        return [item.__func__]
+    if isinstance(item, property):
+        return [item.fget, item.fset, item.fdel]
+    if isinstance(item, functools.cached_property | functools.partialmethod
+                  | functools.singledispatchmethod):
+        return [item.func]
+    if isinstance(item, functools.partial):
+        return [item.func, *item.args, *item.keywords.values()]
+    if isinstance(item, FunctionType):
+        held: list[object] = []
+        for cell in item.__closure__ or ():
+            try:
+                held.append(cell.cell_contents)
+            except ValueError:  # an empty cell: the variable is not assigned yet
+                continue
+        wrapped = item.__dict__.get("__wrapped__")
+        return [*held, wrapped] if wrapped is not None else held
+    kind = type(item)
+    attributes: Any = getattr(item, "__dict__", None)
+    values = list(attributes.values()) if isinstance(attributes, dict) else []
+    if is_notebook_object(kind):  # an instance of a notebook class, a decorator instance too
+        return [kind, *values]
+    if callable(item):  # a library's wrapper object: lru_cache, a decorator class's instance
+        wrapped = getattr(item, "__wrapped__", None)
+        return [*values, wrapped] if wrapped is not None else values
+    return []
+
+
 # --- global names -----------------------------------------------------------------------------
 
 
-def _code_names(fn: object, opnames: frozenset[str]) -> frozenset[str]:
-    if isinstance(fn, MethodType):
-        fn = fn.__func__
-    if isinstance(fn, type):
-        names: set[str] = set()
-        for klass in fn.__mro__:
-            if is_notebook_object(klass):
-                for function in _class_functions(klass):
-                    names |= _code_names(function, opnames)
-        return frozenset(names)
-    if not isinstance(fn, FunctionType):
-        return frozenset()
+def _code_names(obj: object, opnames: frozenset[str]) -> frozenset[str]:
+    names: set[str] = set()
+    for code in notebook_code(obj):
+        if isinstance(code, type):
+            for klass in code.__mro__:
+                if is_notebook_object(klass):
+                    for member in vars(klass).values():
+                        if not isinstance(member, type):
+                            names |= _function_names(member, opnames)
+        else:
+            names |= _own_names(code, opnames)
+    return frozenset(names)
+
+
+def _function_names(member: object, opnames: frozenset[str]) -> set[str]:
+    """Names read by the notebook functions a class attribute runs (a method, a property...)."""
+    names: set[str] = set()
+    for code in notebook_code(member):
+        if isinstance(code, FunctionType):
+            names |= _own_names(code, opnames)
+    return names
+
+
+def _own_names(fn: FunctionType, opnames: frozenset[str]) -> frozenset[str]:
     found = _instruction_names(fn.__code__, opnames)
-    wrapped = getattr(fn, "__wrapped__", None)
-    if isinstance(wrapped, FunctionType):
-        found |= _code_names(wrapped, opnames)
     namespace = fn.__globals__
     builtins: Any = namespace.get("__builtins__", {})
     builtin_names = builtins if isinstance(builtins, dict) else vars(builtins)
@@ -130,110 +226,15 @@ def _instruction_names(code: CodeType, opnames: frozenset[str]) -> frozenset[str
     return frozenset(names)
 
 
-def _class_functions(klass: type) -> Iterable[FunctionType]:
-    for value in vars(klass).values():
-        if isinstance(value, staticmethod | classmethod):
-            value = value.__func__
-        if isinstance(value, property):
-            yield from (
-                f for f in (value.fget, value.fset, value.fdel) if isinstance(f, FunctionType)
-            )
-        elif isinstance(value, FunctionType):
-            yield value
-
-
-# --- code -------------------------------------------------------------------------------------
-
-_local = threading.local()
-
-
-def _active() -> set[int]:
-    """Ids of the functions and classes being fingerprinted on this thread (cycle guard)."""
-    active: set[int] | None = getattr(_local, "active", None)
-    if active is None:
-        active = _local.active = set()
-    return active
-
-
-def _loose(value: object) -> str:
-    """The fingerprint of a value, or its type name when it has none (best effort)."""
-    try:
-        return fingerprint.fingerprint(value)
-    except fingerprint.Unfingerprintable:
-        return "type:" + fingerprint.type_name(value)
-
-
-@functools.lru_cache(maxsize=4096)
-def _code_digest(code: CodeType) -> str:
-    """A code object without its file name, line numbers and position tables.
-
-    ``co_qualname`` is left out too: code objects that differ only in it compare equal, so this
-    cache could answer for one with the other's digest. The function's qualname is hashed instead.
-    """
-    layout = (
-        code.co_name,
-        code.co_argcount,
-        code.co_posonlyargcount,
-        code.co_kwonlyargcount,
-        code.co_flags,
-        code.co_names,
-        code.co_varnames,
-        code.co_freevars,
-        code.co_cellvars,
-    )
-    consts = [_const_digest(const) for const in code.co_consts]
-    table = getattr(code, "co_exceptiontable", b"")
-    return fingerprint.digest(b"o", repr(layout), code.co_code, table, *consts)
+# --- code objects -----------------------------------------------------------------------------
 
 
 def _const_digest(const: object) -> str:
+    """A code constant: a literal, a tuple or frozenset of them, or nested code."""
     if isinstance(const, CodeType):
-        return _code_digest(const)
+        return code_digest(const)
     if type(const) is tuple:
-        return fingerprint.digest(b"t", *(_const_digest(item) for item in const))
+        return digest(b"t", *(_const_digest(item) for item in const))
     if type(const) is frozenset:
-        return fingerprint.digest(b"z", *sorted(_const_digest(item) for item in const))
-    return _loose(const)
-
-
-def _identity(kind: type) -> str:
-    """A base class or metaclass: by code if the notebook defined it, else by its import path."""
-    if by_code(kind):
-        return code_fingerprint(kind)
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def _function_parts(fn: FunctionType) -> list[str]:
-    kwdefaults = sorted((fn.__kwdefaults__ or {}).items())
-    parts = [fn.__qualname__, _code_digest(fn.__code__), _loose(fn.__defaults__)]
-    parts += [f"{name}={_loose(value)}" for name, value in kwdefaults]
-    for cell in fn.__closure__ or ():
-        try:
-            parts.append(_loose(cell.cell_contents))
-        except ValueError:  # an empty cell: the variable is not assigned yet
-            parts.append("<empty>")
-    wrapped = getattr(fn, "__wrapped__", None)
-    if wrapped is not None:
-        parts.append("wrapped:" + _loose(wrapped))
-    return parts
-
-
-def _attribute_digest(value: object) -> str:
-    if isinstance(value, staticmethod | classmethod):
-        return f"{type(value).__name__}:{_attribute_digest(value.__func__)}"
-    if isinstance(value, property):
-        return "property:" + ",".join(
-            _attribute_digest(f) for f in (value.fget, value.fset, value.fdel)
-        )
-    if isinstance(value, FunctionType):
-        return code_fingerprint(value)
-    return _loose(value)
-
-
-def _class_parts(klass: type) -> list[str]:
-    parts = [klass.__qualname__, _identity(type(klass))]
-    parts += ["base:" + _identity(base) for base in klass.__bases__]
-    for name in sorted(vars(klass)):
-        if name not in _SKIPPED_CLASS_ATTRIBUTES:
-            parts.append(f"{name}={_attribute_digest(vars(klass)[name])}")
-    return parts
+        return digest(b"z", *sorted(_const_digest(item) for item in const))
+    return primitive(const) or pickled_constant(const)  # ``...`` is the one non-primitive

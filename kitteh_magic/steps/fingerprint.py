@@ -1,44 +1,57 @@
 """Value fingerprints: 32 hex digits of xxh3-128 that say "same content".
 
-Equal fingerprints in two kernels mean equal inputs, so a step may replay. Three rules make that
-hold across restarts:
+Equal fingerprints in two kernels mean equal inputs, so a step may replay; anything a later read
+could see is in the fingerprint, so a step never replays on changed inputs. What makes both hold:
 
-* Values are hashed through the pickle-5 stream, never through ``hash()`` (salted per process);
-  sets are hashed in a canonical order; out-of-band buffers (numpy, pandas) are hashed in place.
-* Notebook functions and classes, inside a value or alone, are hashed by their code
-  (:mod:`kitteh_magic.steps.codeprint`), never by file name or line number.
-* Modules are hashed by name and version, not by content.
+* Values are hashed through their pickle-5 stream (:mod:`.picklers`), never through ``hash()``
+  (salted per process), with canonical forms where pickle's own would hide content (the code
+  behind an ``lru_cache``) or show caches (pandas' ``_cache``); scalars and plain arrays are
+  hashed directly (:mod:`.digests`).
+* Code is hashed by what it does, alone or inside a value (:func:`code_fingerprint`): a function
+  by its code digest (:mod:`.codeprint`), defaults, closure cells, attributes and
+  ``__wrapped__``; a class by its attributes, but for the caches that copyreg and enum keep
+  there (``__slotnames__``, written the first time an instance is pickled; the table of
+  combined flags). File names and line numbers are left out.
+* A part that cannot be pickled (a connection, a lock, a generator) counts by its type, and
+  :func:`describe` says where it is. The fast pickler runs first; only when it fails is the value
+  pickled again object by object. A value that is nothing but such a part has no fingerprint.
 
-Pure: no I/O besides reading installed package metadata once per package (cached), no clock.
-numpy is never imported here; arrays are recognised by their type's module name.
+Values and code hold each other (a dict holds a function, a function's defaults are values), so
+both are fingerprinted here; :mod:`.codeprint` keeps the facts about code that need no values.
+
+Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
-import pickle
-import struct
-import sys
-from types import FunctionType, ModuleType
-from typing import Any, Final
+import enum
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import FunctionType, MethodType, ModuleType
+from typing import Any, Final, NamedTuple
 
 import xxhash
 
-from kitteh_magic.errors import KittehError
-from kitteh_magic.steps import codeprint  # imports this module back: code holds values too
+from ..errors import KittehError, KittehWarning
+from . import codeprint
+from .digests import digest, module_token, ndarray, primitive, type_name
+from .picklers import PLAIN, CarefulPickler, HashingPickler, Hooks, attributes, from_pandas
 
-#: Rows of a non-contiguous array copied at a time; bounds the extra memory to ~this many bytes.
-_CHUNK_BYTES: Final = 64 << 20
+__all__ = ["Fingerprint", "Leaf", "Unfingerprintable", "UnfingerprintableWarning",
+           "code_fingerprint", "describe", "digest", "fingerprint", "module_token", "type_name"]
 
-#: Exact types the pickler writes itself; the persistent_id hook returns at once for them.
-_PLAIN: Final[frozenset[type]] = frozenset(
-    {int, float, str, bytes, bool, type(None), tuple, list, dict, complex, bytearray}
+#: Class attributes that say nothing about behaviour, or that only hold runtime bookkeeping.
+_SKIPPED_CLASS_ATTRIBUTES: Final = frozenset(
+    {"__dict__", "__weakref__", "__module__", "__slotnames__"}
 )
+
+#: Objects visited when looking for where an unpicklable part sits in a value.
+_PATH_BUDGET: Final = 100_000
 
 
 class Unfingerprintable(KittehError):
-    """A value has no content fingerprint (a generator, a lock, an open file, a socket).
+    """A value has no content fingerprint: it is a generator, a lock, an open file, a socket.
 
     Attributes:
         type_name: qualified type name of the value.
@@ -50,11 +63,36 @@ class Unfingerprintable(KittehError):
         self.cause = cause
         super().__init__(
             f"cannot fingerprint a {type_name}{': ' + cause if cause else ''}; "
-            "it is keyed by identity instead, so steps reading it re-run after a restart"
+            "nothing of it but its type can be hashed"
         )
 
     def __reduce__(self) -> tuple[type[Unfingerprintable], tuple[str, str]]:
         return (type(self), (self.type_name, self.cause))
+
+
+class UnfingerprintableWarning(KittehWarning):
+    """An input holds a part that cannot be fingerprinted; a change to it alone re-runs nothing."""
+
+
+class Leaf(NamedTuple):
+    """A part of a value that cannot be pickled, so that it counts by its type only."""
+
+    path: str | None
+    """Where it is, from the value: ``["conn"]``, ``[2].lock``; ``""`` is the value itself and
+    None somewhere that was not found."""
+    type_name: str
+
+
+class Fingerprint(NamedTuple):
+    """A value's fingerprint and the parts of it that count by their type only."""
+
+    digest: str
+    leaves: tuple[Leaf, ...] = ()
+
+    @property
+    def whole(self) -> bool:
+        """The value itself cannot be pickled: the digest says nothing but its type."""
+        return any(leaf.path == "" for leaf in self.leaves)
 
 
 def fingerprint(obj: object) -> str:
@@ -69,199 +107,272 @@ def fingerprint(obj: object) -> str:
     True
 
     Raises:
-        Unfingerprintable: the value cannot be pickled (generator, lock, socket, open file).
+        Unfingerprintable: the value itself cannot be pickled (a generator, a lock, a socket);
+            a container that holds one has a fingerprint (see :func:`describe`).
     """
     kind = type(obj)
-    if kind in _PLAIN:
-        primitive = _primitive(obj)
-        if primitive is not None:
-            return primitive
-    if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+    if kind in PLAIN:
+        found = primitive(obj)
+        if found is not None:
+            return found
+    elif kind.__module__ == "numpy" and kind.__name__ == "ndarray":
         array: Any = obj
         if not array.dtype.hasobject:
-            return _ndarray(array)
-    if isinstance(obj, ModuleType):
-        return digest(b"m", module_token(obj))
-    if isinstance(obj, FunctionType | type) and codeprint.by_code(obj):
-        return codeprint.code_fingerprint(obj)
-    return _pickled(obj)
+            return ndarray(array)
+    saved = getattr(_local, "parts", None)  # _measure, inlined: this is the hot path
+    parts: dict[int, _Part] = {}
+    _local.parts = parts
+    try:
+        result = _structured(obj)
+    finally:
+        _local.parts = saved
+    if parts and id(obj) in parts:
+        root = parts[id(obj)]
+        raise Unfingerprintable(root.type_name, root.cause)
+    return result
 
 
-def module_token(mod: ModuleType) -> str:
-    """``name==version`` of a module; the version is its top-level distribution's. O(1), cached.
+def describe(obj: object) -> Fingerprint:
+    """The fingerprint of a value and where the parts that count by their type only are.
 
-    Standard-library modules carry the Python version; a module without any version (a local
-    ``utils.py``) carries ``unversioned``, so editing it does not change the token.
-
-    >>> module_token(sys) == "sys==python-%d.%d.%d" % sys.version_info[:3]
+    >>> import threading
+    >>> found = describe({"rows": [1, 2], "lock": threading.Lock()})
+    >>> found.leaves
+    (Leaf(path="['lock']", type_name='_thread.lock'),)
+    >>> found.digest == describe({"rows": [1, 2], "lock": threading.Lock()}).digest
     True
+    >>> found.digest == describe({"rows": [1, 3], "lock": threading.Lock()}).digest
+    False
     """
-    top = mod.__name__.partition(".")[0]
-    return f"{mod.__name__}=={_version(top)}"
+    result, parts = _measure(obj, _value)
+    return Fingerprint(result, _paths(obj, parts) if parts else ())
 
 
-def digest(tag: bytes, *parts: str | bytes) -> str:
-    """xxh3-128 of a tag and length-prefixed parts (unambiguous: no two lists encode alike).
+def code_fingerprint(obj: object) -> str:
+    """The fingerprint of a function's or class's code, stable across restarts and pickling.
 
-    Every fingerprint, of a value or of code, is one of these; the one-byte tags keep kinds apart.
+    Functions: the code digest (:func:`.codeprint.code_digest`), qualified name, defaults,
+    keyword defaults, closure contents, ``__wrapped__`` and attributes (``f.threshold = 3``).
+    Classes: name, bases, metaclass and every attribute (methods by code, other values by
+    content where they have one, else by type name).
+
+    Raises:
+        TypeError: ``obj`` is neither a function, a method nor a class.
     """
-    h = xxhash.xxh3_128(tag)
-    for part in parts:
-        data = part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return str(h.hexdigest())
-
-
-def type_name(obj: object) -> str:
-    """The qualified name of a value's type, without ``builtins.``: ``dict``, ``socket.socket``."""
-    kind = type(obj)
-    return (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
+    if isinstance(obj, MethodType):
+        obj = obj.__func__
+    if not isinstance(obj, FunctionType | type):
+        raise TypeError(f"code_fingerprint needs a function or class, got {type_name(obj)}")
+    active = _active()
+    if id(obj) in active:
+        # A class whose attributes refer back to it (enum members, a registry of instances).
+        return digest(b"r", obj.__qualname__)
+    active.add(id(obj))
+    try:
+        if isinstance(obj, type):
+            return digest(b"k", *_class_parts(obj))
+        return digest(b"c", *_function_parts(obj))
+    finally:
+        active.discard(id(obj))
 
 
 # --- values -----------------------------------------------------------------------------------
 
+_local = threading.local()
 
-def _primitive(obj: object) -> str | None:
-    """Type-tagged fast paths for scalars, strings and bytes; None for everything else."""
-    if obj is None:
-        return digest(b"N")
+
+class _Part(NamedTuple):
+    """An object the pickler could not reduce (kept alive so that its id stays its own)."""
+
+    obj: object
+    type_name: str
+    cause: str
+
+
+def _measure(obj: object, how: Callable[[object], str]) -> tuple[str, dict[int, _Part]]:
+    """The digest of a value by ``how``, and its parts that count by type, by id."""
+    saved = getattr(_local, "parts", None)
+    parts: dict[int, _Part] = {}
+    _local.parts = parts
+    try:
+        return how(obj), parts
+    finally:
+        _local.parts = saved
+
+
+def _value(obj: object) -> str:
+    """The digest of a value; unpicklable parts are recorded in the current ``_measure``."""
     kind = type(obj)
-    if kind is bool:
-        return digest(b"T" if obj else b"F")
-    if kind is int:
-        value: Any = obj
-        return digest(b"i", value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True))
-    if kind is float:
-        return digest(b"f", struct.pack("<d", obj))
-    if kind is complex:
-        number: Any = obj
-        return digest(b"j", struct.pack("<dd", number.real, number.imag))
-    if kind is str:
-        return digest(b"s", str(obj))
-    if kind is bytes or kind is bytearray:
-        data: Any = obj
-        return digest(b"b" if kind is bytes else b"B", data)
-    return None
+    if kind in PLAIN:
+        found = primitive(obj)
+        if found is not None:
+            return found
+    elif kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        array: Any = obj
+        if not array.dtype.hasobject:
+            return ndarray(array)
+    return _structured(obj)
 
 
-def _ndarray(array: Any) -> str:
-    """dtype, shape, layout and raw bytes; contiguous data is hashed in place, without a copy.
-
-    A Fortran-ordered array is hashed in its own memory order and tagged ``F``, so it differs
-    from an equal C-ordered array: a needless re-run at worst, whereas putting it in C order
-    would be a strided transpose, 50 times slower than hashing (0.5 GB/s for 1 GB).
-    """
-    dtype = array.dtype
-    layout = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
-    header = f"{dtype.str}|{dtype.descr if dtype.fields else ''}|{array.shape}|{layout}"
-    h = xxhash.xxh3_128(b"a")
-    h.update(header.encode())
-    if array.nbytes == 0:
-        pass
-    elif array.flags.c_contiguous:
-        h.update(array.reshape(-1).view("u1"))
-    elif layout == "F":
-        h.update(array.T.reshape(-1).view("u1"))
-    else:
-        numpy = sys.modules[type(array).__module__]
-        rows = max(1, _CHUNK_BYTES // max(1, array[0].nbytes))
-        for start in range(0, array.shape[0], rows):
-            chunk = numpy.ascontiguousarray(array[start : start + rows])
-            h.update(chunk.reshape(-1).view("u1"))
-    return str(h.hexdigest())
-
-
-class _HashingPickler(pickle.Pickler):
-    """A pickler whose stream goes into one hash and whose out-of-band buffers go into another.
-
-    Neither the stream nor the buffers are kept: a 1 GB DataFrame is hashed at xxh3 speed.
-    ``persistent_id`` sees every object (``reducer_override`` is skipped for sets, which the C
-    pickler writes itself), and substitutes canonical forms for sets, modules and notebook code.
-    """
-
-    def __init__(self, stream: Any, buffers: Any) -> None:
-        self._buffers = buffers
-        super().__init__(_Sink(stream.update), protocol=5, buffer_callback=self._buffer)
-
-    def _buffer(self, buffer: pickle.PickleBuffer) -> bool:
-        try:
-            view = buffer.raw()
-        except BufferError:
-            return True  # non-contiguous: let the pickler copy it into the stream instead
-        with view:
-            self._buffers.update(view.nbytes.to_bytes(8, "little"))
-            self._buffers.update(view)
-        return False  # false means out-of-band: the buffer is not copied into the stream
-
-    def persistent_id(self, obj: Any) -> Any:
-        kind = type(obj)
-        if kind in _PLAIN:
-            return None
-        if isinstance(obj, set | frozenset):
-            return ("kitteh:set", kind, *_canonical_set(obj))
-        if isinstance(obj, ModuleType):
-            return ("kitteh:module", module_token(obj))
-        if isinstance(obj, FunctionType | type) and codeprint.by_code(obj):
-            return ("kitteh:code", codeprint.code_fingerprint(obj))
-        return None
-
-
-class _Sink:
-    """A write-only file object that feeds a hash."""
-
-    __slots__ = ("write",)
-
-    def __init__(self, write: Any) -> None:
-        self.write = write
-
-
-def _canonical_set(items: set[Any] | frozenset[Any]) -> tuple[str, tuple[Any, ...]]:
-    """Elements in an order that does not depend on ``PYTHONHASHSEED``."""
-    kinds = {type(item) for item in items}
-    if len(kinds) == 1 and kinds <= {str, int, bytes}:
-        return ("sorted", tuple(sorted(items)))  # a total order, cheaper than hashing each
-    return ("fingerprints", tuple(sorted(fingerprint(item) for item in items)))
-
-
-def _pickled(obj: object) -> str:
+def _structured(obj: object) -> str:
+    """The digest of a value that is neither a scalar nor a plain array."""
+    if isinstance(obj, ModuleType):
+        return digest(b"m", module_token(obj))
+    if isinstance(obj, FunctionType | type) and codeprint.by_code(obj):
+        return code_fingerprint(obj)
     stream = xxhash.xxh3_128()
     buffers = xxhash.xxh3_128()
     try:
-        _HashingPickler(stream, buffers).dump(obj)
-    except Exception as error:  # pickling can fail in arbitrary ways inside user __reduce__
-        raise Unfingerprintable(type_name(obj), f"{type(error).__name__}: {error}") from error
+        HashingPickler(stream, buffers, _HOOKS).dump(obj)
+    except Exception:  # pickling can fail in arbitrary ways inside user __reduce__
+        return _carefully(obj)
+    if id(obj) in _local.parts:  # a weak reference, written as its type
+        return digest(b"u", type_name(obj))
     return digest(b"p", stream.digest(), buffers.digest())
 
 
-# --- module versions --------------------------------------------------------------------------
-
-
-@functools.cache
-def _version(top: str) -> str:
-    module = sys.modules.get(top)
-    version = getattr(module, "__version__", None)
-    if isinstance(version, str):
-        return version
-    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-        return "python-{}.{}.{}".format(*sys.version_info[:3])
+def _carefully(obj: object) -> str:
+    """The slow path, after the fast pickler failed: unpicklable parts are written as types."""
+    stream = xxhash.xxh3_128()
+    buffers = xxhash.xxh3_128()
     try:
-        return importlib.metadata.version(top)  # distribution named like the package: fast
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    for distribution in _distributions().get(top, ()):
+        CarefulPickler(stream, buffers, _HOOKS).dump(obj)
+    except Exception as error:  # a failure outside the hooks: nothing but the type is left
+        _record(obj, error)
+    if id(obj) in _local.parts:
+        return digest(b"u", type_name(obj))
+    return digest(b"q", stream.digest(), buffers.digest())
+
+
+def _record(obj: object, error: Exception) -> None:
+    _local.parts.setdefault(id(obj), _Part(obj, type_name(obj), f"{type(error).__name__}: {error}"))
+
+
+def _loose(value: object) -> str:
+    """The fingerprint of a value that code holds, or its type name when it has none.
+
+    Parts of it that cannot be pickled are not reported: a function's closure or a class's
+    attributes often hold locks and weak dicts (``functools.singledispatch`` does) that are
+    machinery, not data the user would be warned about.
+    """
+    result, parts = _measure(value, _value)
+    return "type:" + type_name(value) if id(value) in parts else result
+
+
+_HOOKS: Final = Hooks(code=code_fingerprint, value=_value, record=_record)
+
+
+# --- code -------------------------------------------------------------------------------------
+
+
+def _active() -> set[int]:
+    """Ids of the functions and classes being fingerprinted on this thread (cycle guard)."""
+    active: set[int] | None = getattr(_local, "active", None)
+    if active is None:
+        active = _local.active = set()
+    return active
+
+
+def _identity(kind: type) -> str:
+    """A base class or metaclass: by code if the notebook defined it, else by its import path."""
+    if codeprint.by_code(kind):
+        return code_fingerprint(kind)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _function_parts(fn: FunctionType) -> list[str]:
+    kwdefaults = sorted((fn.__kwdefaults__ or {}).items())
+    parts = [fn.__qualname__, codeprint.code_digest(fn.__code__), _loose(fn.__defaults__)]
+    parts += [f"{name}={_loose(value)}" for name, value in kwdefaults]
+    for cell in fn.__closure__ or ():
         try:
-            return f"{distribution}-{importlib.metadata.version(distribution)}"
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "unversioned"
+            parts.append(_loose(cell.cell_contents))
+        except ValueError:  # an empty cell: the variable is not assigned yet
+            parts.append("<empty>")
+    wrapped = getattr(fn, "__wrapped__", None)
+    if wrapped is not None:
+        parts.append("wrapped:" + _loose(wrapped))
+    state = attributes(fn)
+    if state:  # absent for a plain function, whose fingerprint is as it always was
+        parts.append("dict:" + _loose(state))
+    return parts
 
 
-@functools.lru_cache(maxsize=1)
-def _distributions() -> dict[str, list[str]]:
-    """Top-level package to distribution names; scans installed metadata once per process."""
-    return dict(importlib.metadata.packages_distributions())
+def _attribute_digest(value: object) -> str:
+    if isinstance(value, staticmethod | classmethod):
+        return f"{type(value).__name__}:{_attribute_digest(value.__func__)}"
+    if isinstance(value, property):
+        return "property:" + ",".join(
+            _attribute_digest(f) for f in (value.fget, value.fset, value.fdel)
+        )
+    if isinstance(value, FunctionType):
+        return code_fingerprint(value)
+    return _loose(value)
+
+
+def _class_parts(klass: type) -> list[str]:
+    parts = [klass.__qualname__, _identity(type(klass))]
+    parts += ["base:" + _identity(base) for base in klass.__bases__]
+    skipped = _SKIPPED_CLASS_ATTRIBUTES
+    if isinstance(klass, enum.EnumMeta):
+        # Its members are in ``_member_map_``; this one also caches every combination of flags
+        # made so far (``Perm.R | Perm.W``).
+        skipped = skipped | {"_value2member_map_"}
+    for name in sorted(vars(klass)):
+        if name not in skipped:
+            parts.append(f"{name}={_attribute_digest(vars(klass)[name])}")
+    return parts
+
+
+# --- where the unpicklable parts are ----------------------------------------------------------
+
+
+def _paths(root: object, parts: dict[int, _Part]) -> tuple[Leaf, ...]:
+    """Where each recorded part sits in ``root``, breadth first so that paths are short."""
+    where: dict[int, str] = {id(root): ""} if id(root) in parts else {}
+    queue: deque[tuple[object, str]] = deque([(root, "")])
+    seen = {id(root): root}  # the objects too: a column made on the fly must keep its id
+    budget = _PATH_BUDGET
+    while queue and len(where) < len(parts) and budget > 0:
+        obj, path = queue.popleft()
+        for label, child in _children(obj):
+            budget -= 1
+            if id(child) in seen:
+                continue
+            seen[id(child)] = child
+            if id(child) in parts:
+                where[id(child)] = path + label
+            else:
+                queue.append((child, path + label))
+    leaves = {Leaf(where.get(key), part.type_name) for key, part in parts.items()}
+    return tuple(sorted(leaves, key=lambda leaf: (leaf.path is None, leaf.path or "", leaf)))
+
+
+def _children(obj: object) -> Iterable[tuple[str, object]]:
+    """The parts of a value with an accessor each: ``["key"]``, ``[0]``, ``.attribute``."""
+    kind = type(obj)
+    if kind in PLAIN and kind not in (tuple, list, dict):
+        return ()
+    if isinstance(obj, dict):
+        return ((f"[{_label(key)}]", value) for key, value in obj.items())
+    if isinstance(obj, list | tuple):
+        return ((f"[{i}]", value) for i, value in enumerate(obj))
+    if isinstance(obj, set | frozenset):
+        return (("{…}", value) for value in obj)
+    if isinstance(obj, type | ModuleType | FunctionType):
+        return ()  # code: what it holds is not reported (see _loose)
+    items: Any = getattr(kind, "items", None)
+    if from_pandas(kind) and callable(items):  # columns, then rows
+        return ((f"[{_label(key)}]", value) for key, value in items(obj))
+    if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        array: Any = obj
+        return ((f"[{i}]", v) for i, v in enumerate(array.flat)) if array.dtype.hasobject else ()
+    fields: Any = getattr(obj, "__dict__", None)
+    if isinstance(fields, dict):
+        return ((f".{name}", value) for name, value in fields.items())
+    return ()
+
+
+def _label(key: object) -> str:
+    text = repr(key)
+    return text if len(text) <= 40 else text[:39] + "…"
