@@ -215,8 +215,13 @@ MULTI = ("import pandas as pd\n"
          "                  index=pd.MultiIndex.from_product([pd.date_range('2024', periods=2),"
          " [1, 2, 3]]))")
 
+SHORT = ("import numpy as np, pandas as pd\n"
+         "days = pd.date_range('2024-01-01', periods=20, freq='D').tolist()\n"
+         "ts = pd.Series(np.arange(20.0), index=pd.DatetimeIndex(days))")
+
 #: (setup, reads that fill pandas' caches, expression of the step, a real change).
 CACHES = {
+    "series displayed whole": (SHORT, ["ts"], "float(ts.sum())", "ts.iloc[0] = 5.0"),
     "series shown": (SERIES, ["ts", "ts.loc[ts.index[3]]", "ts.index.year"],
                      "float(ts.sum())", "ts.iloc[0] = 5.0"),
     "frame shown": (FRAME, ["df", "df.loc['2024-01-02']", "df.groupby('kind', observed=True).sum()",
