@@ -63,7 +63,7 @@ class HashingPickler(pickle.Pickler):
     def __init__(self, stream: Any, buffers: Any, hooks: Hooks) -> None:
         self.hooks = hooks
         self._buffers = buffers
-        self._ids: dict[int, tuple[object, Any]] = {}
+        self._ids: dict[int, tuple[object, Any]] | None = None  # made on first use
         super().__init__(_Sink(stream.update), protocol=5, buffer_callback=self._buffer)
 
     def _buffer(self, buffer: pickle.PickleBuffer) -> bool:
@@ -88,6 +88,8 @@ class HashingPickler(pickle.Pickler):
             return None
         # Once per object and dump, as pickle's memo does: each instance in a list names its
         # class again, and the same persistent id then pickles as a reference to the first.
+        if self._ids is None:
+            self._ids = {}
         known = self._ids.get(id(obj))
         if known is None:
             known = self._ids[id(obj)] = (obj, handler(self, obj))  # obj: keeps the id its own
