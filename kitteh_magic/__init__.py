@@ -29,6 +29,7 @@ from .errors import (
     NondeterminismError,
     StoreError,
     StoreWriteWarning,
+    UnfingerprintableWarning,
     UnpicklableError,
     UnpicklableWarning,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "RetryPolicy",
     "StoreError",
     "StoreWriteWarning",
+    "UnfingerprintableWarning",
     "UnpicklableError",
     "UnpicklableWarning",
     "__version__",

@@ -59,6 +59,10 @@ class KittehWarning(UserWarning):
     """Base class of the warnings kitteh_magic emits when durability is degraded."""
 
 
+class UnfingerprintableWarning(KittehWarning):
+    """An input holds a part that cannot be fingerprinted; a change to it alone re-runs nothing."""
+
+
 class UnpicklableWarning(KittehWarning):
     """An output could not be saved; the step will re-execute on replay."""
 

@@ -4,6 +4,7 @@ Data flow, one module a noun::
 
     analysis (scopes, mutations)   code facts: reads, binds, mutations      pure
     fingerprint, codeprint         value and code fingerprints              pure
+      (digests, picklers)          hashing primitives; the hashing picklers
     lineage                        O(1) fingerprints of step outputs
     keys                           session + code + input fingerprints → step key
     observe                        what a step changed: state before and after, shared objects

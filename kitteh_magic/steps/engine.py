@@ -93,7 +93,7 @@ class Engine:
             return
         for name in list(touched):
             value = self.namespace.get(name)
-            if value is not None and codeprint.is_notebook_object(value):
+            if value is not None:  # a notebook function, or a wrapper of one (lru_cache)
                 touched |= codeprint.global_reads(value)
         self.lineage.drop(touched | self._sharing(touched))
 

@@ -33,7 +33,7 @@ from typing import Any, Final, NamedTuple
 
 import xxhash
 
-from ..errors import KittehError, KittehWarning
+from ..errors import KittehError, UnfingerprintableWarning
 from . import codeprint
 from .digests import digest, module_token, ndarray, primitive, type_name
 from .picklers import PLAIN, CarefulPickler, HashingPickler, Hooks, attributes, from_pandas
@@ -68,10 +68,6 @@ class Unfingerprintable(KittehError):
 
     def __reduce__(self) -> tuple[type[Unfingerprintable], tuple[str, str]]:
         return (type(self), (self.type_name, self.cause))
-
-
-class UnfingerprintableWarning(KittehWarning):
-    """An input holds a part that cannot be fingerprinted; a change to it alone re-runs nothing."""
 
 
 class Leaf(NamedTuple):

@@ -149,7 +149,7 @@ def _class_print(cls: type, namespace: dict[str, Any] | None) -> str:
     types). So the cache is filled first on this class and on every notebook class of the
     namespace, when saving and when loading alike, and the two sides compare equal.
     """
-    from kitteh_magic.steps.codeprint import code_fingerprint  # the store sits below the steps
+    from kitteh_magic.steps.fingerprint import code_fingerprint  # the store sits below the steps
 
     for klass in (*cls.__mro__, *(namespace or {}).values()):
         if (isinstance(klass, type) and getattr(klass, "__module__", None) == "__main__"
