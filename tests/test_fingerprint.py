@@ -492,3 +492,20 @@ def test_a_bound_method_input_carries_its_instance(tmp_path: Path) -> None:
     again = ns["Model"](2).predict
     assert engine.input_fingerprint("p", two) == engine.input_fingerprint("p", again)
     assert engine.input_fingerprint("Model", ns["Model"]) == "c:" + code_fingerprint(ns["Model"])
+
+
+class _Model:
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+
+
+@pytest.mark.parametrize("make", [
+    lambda: {"model": _Model(0.1), "params": {"alpha": 0.1}},  # an attribute name and a key
+    lambda: ["x" * 40, "".join(["x"] * 40)],  # equal strings, two objects
+    lambda: [{"name": "a"}, {"name": "b"}, ("name",)],
+], ids=["attribute-and-key", "equal-strings", "repeated-keys"])
+def test_a_restored_value_fingerprints_like_the_original(make: Any) -> None:
+    # Unpickling un-shares equal strings (and interns instance attribute names): the
+    # fingerprint must not depend on which equal strings are one object.
+    value = make()
+    assert fingerprint(pickle.loads(pickle.dumps(value))) == fingerprint(value)

@@ -64,6 +64,7 @@ class HashingPickler(pickle.Pickler):
         self.hooks = hooks
         self._buffers = buffers
         self._ids: dict[int, tuple[object, Any]] | None = None  # made on first use
+        self._strings: dict[str, str] | None = None  # made on first use
         super().__init__(_Sink(stream.update), protocol=5, buffer_callback=self._buffer)
 
     def _buffer(self, buffer: pickle.PickleBuffer) -> bool:
@@ -79,6 +80,15 @@ class HashingPickler(pickle.Pickler):
     def persistent_id(self, obj: Any) -> Any:
         kind = type(obj)
         if kind in PLAIN:
+            if kind is str:
+                # Pickle's memo makes the stream depend on whether two equal strings are one
+                # object, and unpickling un-shares them (an instance's attribute name and an
+                # equal dict key), so a restored value would fingerprint differently. One
+                # object per string value within a dump makes the memo go by value.
+                strings = self._strings
+                if strings is None:
+                    strings = self._strings = {}
+                return strings.setdefault(obj, obj)
             return None
         try:
             handler = _HANDLERS[kind]
