@@ -513,3 +513,15 @@ def test_code_facts_do_not_import_the_value_fingerprints() -> None:
     assert out == "False"
     ns = notebook(FUNCTION)
     assert codeprint.code_fingerprint(ns["f"]) == code_fingerprint(ns["f"])  # the older name
+
+
+def test_globals_read_by_functions_in_defaults_and_small_containers_are_followed() -> None:
+    # A step calling ``apply(3)`` or ``ops["scale"](10)`` reads FACTOR and SCALE through them.
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec("def apply(x, fn=lambda v: v * FACTOR):\n    return fn(x)\n"
+         "def scale(x):\n    return x * SCALE\n"
+         "ops = {'scale': scale}\nchain = [scale, apply]\n", ns)
+    assert "FACTOR" in global_reads(ns["apply"])
+    assert "SCALE" in global_reads(ns["ops"])
+    assert {"SCALE", "FACTOR"} <= global_reads(ns["chain"])
+    assert global_reads(list(range(1000))) == frozenset()

@@ -56,15 +56,18 @@ def notebook_code(obj: object) -> tuple[FunctionType | type, ...]:
     A notebook function or class is its own code. Wrappers are followed to what they hold:
     ``__wrapped__`` (``lru_cache``, ``functools.wraps``), the function and arguments of a
     ``functools.partial``, the function and instance of a bound method, closure cells, the
-    attributes of a decorator instance, and the class of an instance of a notebook class.
+    attributes of a decorator instance, the class of an instance of a notebook class, a
+    function's defaults, and the items of a small container (``ops = {"scale": scale}``).
     Plain data gives ``()``.
 
     >>> cell = {"__name__": "__main__"}
     >>> exec("def f(): return LIMIT", cell)  # as a notebook cell defines it
     >>> notebook_code(functools.lru_cache(cell["f"])) == (cell["f"],)
     True
-    >>> global_reads(functools.partial(cell["f"])), notebook_code([cell["f"]])
-    (frozenset({'LIMIT'}), ())
+    >>> global_reads(functools.partial(cell["f"])), global_reads({"op": cell["f"]})
+    (frozenset({'LIMIT'}), frozenset({'LIMIT'}))
+    >>> notebook_code([1, 2, 3])
+    ()
     """
     found: list[FunctionType | type] = []
     seen: set[int] = set()
@@ -150,6 +153,11 @@ def _runs_in_notebook(fn: FunctionType) -> bool:
     return is_notebook_object(fn) and fn.__globals__.get("__name__") == "__main__"
 
 
+_SMALL_CONTAINERS: Final = frozenset({list, tuple, dict, set, frozenset})
+_CONTAINER_ITEMS: Final = 256
+"""Containers up to this size are searched for notebook code; larger ones are data."""
+
+
 def _held(item: object) -> list[object]:
     """What a wrapper holds that may be, or lead to, notebook code."""
     if isinstance(item, MethodType):
@@ -170,9 +178,15 @@ def _held(item: object) -> list[object]:
                 held.append(cell.cell_contents)
             except ValueError:  # an empty cell: the variable is not assigned yet
                 continue
+        held.extend(item.__defaults__ or ())  # ``def apply(x, fn=lambda v: v * FACTOR)``
+        held.extend((item.__kwdefaults__ or {}).values())
         wrapped = item.__dict__.get("__wrapped__")
         return [*held, wrapped] if wrapped is not None else held
     kind = type(item)
+    if kind in _SMALL_CONTAINERS and len(item) <= _CONTAINER_ITEMS:  # type: ignore[arg-type]
+        # Functions kept in a small container (``ops = {"scale": scale}``; ``ops["scale"](x)``).
+        items: Any = item
+        return list(items.values()) if kind is dict else list(items)
     attributes: Any = getattr(item, "__dict__", None)
     values = list(attributes.values()) if isinstance(attributes, dict) else []
     if is_notebook_object(kind):  # an instance of a notebook class, a decorator instance too
