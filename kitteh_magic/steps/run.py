@@ -108,11 +108,23 @@ class StepRun:
         except DamagedRecordError as err:
             engine.warn(DamagedStoreWarning, f"step {self.name!r}: {err}; it will run again and "
                         "its record will be rewritten.")
+            self._heal()
         except Exception as err:  # never let the cache break the cell
             self.key = None
             engine.warn(InternalWarning, f"kitteh_magic could not look up step {self.name!r} "
                         f"({type(err).__name__}: {err}); it runs as a plain cell.")
         return False
+
+    def _heal(self) -> None:
+        """Drop every damaged value of the record, so that one recompute rewrites them all."""
+        if self.key is None:
+            return
+        try:
+            self.engine.store.heal(self.engine.catalog.record_digests(self.key))
+        except Exception as err:
+            self.engine.warn(InternalWarning, f"step {self.name!r}: its damaged values could "
+                             f"not all be checked ({type(err).__name__}: {err}); another "
+                             "recompute may be needed.")
 
     def _restore(self, record: StepRecord) -> bool:
         engine, store = self.engine, self.engine.store

@@ -371,6 +371,26 @@ class Store:
             inline = self._value_bytes(None)
             return inline + sum(size for _, size in self._blobs.entries())
 
+    def heal(self, digests: set[str]) -> list[str]:
+        """Verify each value fully and drop the damaged ones; returns the digests dropped.
+
+        A step whose record failed to load calls it on every value the record names, so that
+        the one recompute that follows rewrites all of them (a damaged value whose digest is
+        still present would otherwise be kept by :meth:`put_value`, which skips digests that
+        exist, and fail the next replay).
+        """
+        dropped: list[str] = []
+        for digest in sorted(digests):
+            if not _DIGEST.fullmatch(digest):
+                continue
+            try:
+                self._open(digest, self._blobs.exists(digest), verify_limit=None)
+            except DamagedRecordError as exc:
+                if exc.reason != "missing-blob":
+                    self._drop(digest)
+                    dropped.append(digest)
+        return dropped
+
     def verify_all(self) -> list[DamagedRecordError]:
         """Check every value fully (buffers included, whatever their size); report, not repair."""
         damaged: list[DamagedRecordError] = []
