@@ -10,47 +10,17 @@ step changes, A = calls that must stay activities or usable.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kernel import Kernel, runs
-from oracle import Outcome, Report, _compare, _counted, check, durable_name, probe, run_cells
+from kernel import Kernel
+from oracle import check
 
 pytestmark = pytest.mark.kernel
 
 Counter = Callable[[str], str]
 Start = Callable[..., Kernel]
-
-
-def check_failing(start_kernel: Start, tmp_path: Path, cells: Sequence[str],
-                  probes: Sequence[str], *, replay: Sequence[str] | None = None) -> Report:
-    """``oracle.check`` for notebooks whose plain run has failing cells (errors must match)."""
-    report = Report()
-    plain = start_kernel(load=False)
-    expected = [Outcome.of(r) for r in run_cells(plain, cells, plain=True)]
-    report.expected = probe(plain, probes)
-    durable = start_kernel()
-    first = run_cells(durable, cells, plain=False)
-    _compare("first durable run", cells, expected, first, probe(durable, probes),
-             report.expected, report.problems)
-    counted = _counted(cells)
-    before = {name: runs(tmp_path, name) for name in counted}
-    must = set(replay or ())
-    durable.restart()
-    durable.ok("%load_ext kitteh_magic")
-    again = run_cells(durable, cells, plain=False)
-    for cell, result in zip(cells, again, strict=True):
-        if durable_name(cell) in must and not result.replayed:
-            report.problems.append(f"after restart: step {durable_name(cell)!r} did not replay")
-    _compare("after restart", cells, expected, again, probe(durable, probes), report.expected,
-             report.problems)
-    ran = {n: runs(tmp_path, n) - before[n] for n in counted if runs(tmp_path, n) != before[n]}
-    if ran and must & ran.keys():
-        report.problems.append(f"after restart: replayed step bodies ran again {ran}")
-    assert not report.problems, "durable run disagrees with the plain run:\n" + "\n".join(
-        report.problems)
-    return report
 
 
 def step(name: str, counter: Counter, body: str) -> str:
@@ -216,7 +186,7 @@ def test_m13_a_step_that_fails_after_mutating_its_input(
         step("bad", counter, "data.append(4)\nraise ValueError('half-way')"),
         step("use", counter, "n = len(data)\nprint(n)"),
     ]
-    check_failing(start_kernel, tmp_path, cells, ["data", "n"], replay=["mk"])
+    check(start_kernel, tmp_path, cells, ["data", "n"], replay=["mk"], failing=True)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -709,7 +679,7 @@ def test_e1_verbose_tracebacks_then_durable_cells(
         step("s2", counter, "y = [i * 2 for i in range(3) if i != 1 and not i is None]"),
         step("s3", counter, "z = {k: v for k, v in zip('ab', y)}\nprint(z)"),
     ]
-    check_failing(start_kernel, tmp_path, cells, ["y", "z"], replay=["s2", "s3"])
+    check(start_kernel, tmp_path, cells, ["y", "z"], replay=["s2", "s3"], failing=True)
 
 
 # A. Calls that must stay activities or usable -----------------------------------------------------

@@ -1,7 +1,9 @@
 """A step's outputs saved as one group and restored with the identity of what they share.
 
 The outputs of one run (and its last value) are pickled together into one stored value, a dict
-``name -> value``, so that objects they share (``b = a``, an array and its view, a model and the
+``name -> value`` (or the object alone when they are all one object, the common case of one
+output: then it is stored by its own content, once, whoever else stored it), so that objects
+they share (``b = a``, an array and its view, a model and the
 pipeline holding it) are one object after a restore, as pickle's memo keeps them. Objects that an
 earlier step's stored outputs hold, and that this step did not change, are written as references
 to those values (``store/identity.py``); on restore a reference resolves to the object the
@@ -28,36 +30,38 @@ VALUE_MEMBER = "__value__"
 """The member that holds the step's last value (dunder: never a user's output name)."""
 
 
-def known_objects(engine: Engine) -> dict[int, tuple[object, str, str]]:
+def known_objects(engine: Engine) -> dict[int, tuple[object, str, str, str]]:
     """Objects of the namespace that stored values hold (by lineage).
 
     Taken when a step starts and held until it ends: the step may rebind the names (``old =
     model; model = {}``) and a later output may still be the object an earlier group holds.
     """
-    known: dict[int, tuple[object, str, str]] = {}
+    known: dict[int, tuple[object, str, str, str]] = {}
     namespace = engine.namespace
     for name, entry in engine.lineage.items():
         value = namespace.get(name, _GONE)
         if entry.stored is not None and id(value) == entry.ident:
-            known[id(value)] = (value, *entry.stored)
+            known[id(value)] = (value, *entry.stored, entry.token)
     return known
 
 
 def save_group(engine: Engine, values: Mapping[str, object],
-               before: Mapping[int, tuple[object, str, str]], changed: set[int],
+               before: Mapping[int, tuple[object, str, str, str]], changed: set[int],
                unpicklable: Callable[[str, object, UnpicklableError], None],
-               ) -> tuple[ValueRef | None, list[str]]:
-    """Save ``values`` as one group; returns its ref and the names that are in it.
+               ) -> tuple[ValueRef | None, dict[str, str | None]]:
+    """Save ``values`` as one group; returns its ref and each saved name's member in it.
 
-    ``before`` is :func:`known_objects` at the step's start; the objects the step ``changed``
-    (ids) are saved by value, the others as references. ``unpicklable(name, value, error)`` is
-    told about each value that cannot be saved.
+    A member is the name's key in the stored dict, or None when the stored value is the object
+    itself (every saved name holds that one object). ``before`` is :func:`known_objects` at the
+    step's start; the objects the step ``changed`` (ids) are saved by value, the others as
+    references. ``unpicklable(name, value, error)`` is told about each value that cannot be
+    saved.
     """
     namespace = engine.namespace
     known = {ident: entry for ident, entry in before.items() if ident not in changed}
     group = dict(values)
     try:
-        return _put(engine, group, known), list(group)
+        return _put(engine, group, known)
     except UnpicklableError:
         pass  # find which values fail, below; the others are saved together
     for name, value in values.items():
@@ -67,13 +71,24 @@ def save_group(engine: Engine, values: Mapping[str, object],
             unpicklable(name, value, err)
             del group[name]
     if not group:
-        return None, []
-    return _put(engine, group, known), list(group)
+        return None, {}
+    return _put(engine, group, known)
 
 
-def _put(engine: Engine, group: dict[str, object], known: Known) -> ValueRef:
-    ref = engine.store.put_value(group, namespace=engine.namespace, known=known,
-                                 members=tuple(group.values()))
+def _put(engine: Engine, group: dict[str, object], known: Known,
+         ) -> tuple[ValueRef, dict[str, str | None]]:
+    objects = {id(value): value for value in group.values()}
+    if len(objects) == 1:
+        # One object: stored as itself, so its digest is its content's (a value an activity
+        # journaled, or another step stored, is not written again).
+        [single] = objects.values()
+        ref = engine.store.put_value(single, namespace=engine.namespace, known=known,
+                                     members=(single,))
+        members: dict[str, str | None] = dict.fromkeys(group)
+    else:
+        ref = engine.store.put_value(group, namespace=engine.namespace, known=known,
+                                     members=tuple(group.values()))
+        members = {name: name for name in group}
     direct = ref.get("refs", [])
     if direct:
         # The values referred to may refer to others: keep the closure, so that garbage
@@ -83,7 +98,7 @@ def _put(engine: Engine, group: dict[str, object], known: Known) -> ValueRef:
             if entry.stored is not None and entry.stored[0] in closure:
                 closure.update(entry.refs)
         ref["refs"] = sorted(closure)
-    return ref
+    return ref, members
 
 
 class Loader:
@@ -96,11 +111,12 @@ class Loader:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._groups: dict[str, dict[str, Any]] = {}
-        held: dict[tuple[str, str], object] = {}
+        self._wholes: dict[str, object] = {}
+        held: dict[str, object] = {}  # by token: equal contents share a digest, not a token
         for name, entry in engine.lineage.items():
             value = engine.namespace.get(name, _GONE)
             if entry.stored is not None and id(value) == entry.ident:
-                held[entry.stored] = value
+                held[entry.token] = value
         self._held = held
 
     def group(self, ref: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,25 +137,41 @@ class Loader:
         if ref is None:
             raise DamagedRecordError("output", "format", "output has no saved value")
         member = entry.get("member")
-        if member is None:  # written before groups: the ref is the value itself
-            return self._engine.store.get_value(ref, namespace=self._engine.namespace,
-                                                resolve=self.resolve)
+        if member is None:  # the stored value is the object itself
+            return self.whole(ref)
         group = self.group(ref)
         if member not in group:
             raise DamagedRecordError(f"value {ref['digest']}", "format",
                                      f"the group has no member {member!r}")
         return group[member]
 
-    def resolve(self, digest: str, member: str) -> object:
-        """The object a reference names: the one the namespace holds, else loaded."""
-        held = self._held.get((digest, member), _GONE)
+    def whole(self, ref: Mapping[str, Any]) -> object:
+        """The value of ``ref`` itself (loaded once)."""
+        digest = ref["digest"]
+        value = self._wholes.get(digest, _GONE)
+        if value is _GONE:
+            value = self._wholes[digest] = self._engine.store.get_value(
+                ref, namespace=self._engine.namespace, resolve=self.resolve)
+        return value
+
+    def resolve(self, digest: str, member: str, token: str) -> object:
+        """The object a reference names (``member`` "" is the whole value): the one the
+        namespace holds, else loaded."""
+        held = self._held.get(token, _GONE)
         if held is not _GONE:
             return held
-        group = self.group({"digest": digest, "kind": "inline"})
-        if member not in group:
-            raise DamagedRecordError(f"value {digest}", "format",
-                                     f"referenced group has no member {member!r}")
-        return group[member]
+        if member == "":  # loaded for this token: another token of equal content is another object
+            value = self._engine.store.get_value({"digest": digest, "kind": "inline"},
+                                                 namespace=self._engine.namespace,
+                                                 resolve=self.resolve)
+        else:
+            group = self.group({"digest": digest, "kind": "inline"})
+            if member not in group:
+                raise DamagedRecordError(f"value {digest}", "format",
+                                         f"referenced group has no member {member!r}")
+            value = group[member]
+        self._held[token] = value
+        return value
 
 
 _GONE: Any = object()
@@ -178,6 +210,6 @@ def note_restored_one(engine: Engine, name: str, entry: Mapping[str, Any], value
 def _note(engine: Engine, name: str, entry: Mapping[str, Any], value: object,
           content: str | None) -> None:
     ref, member = entry.get("ref"), entry.get("member")
-    stored = (ref["digest"], member) if ref is not None and member is not None else None
+    stored = (ref["digest"], member or "") if ref is not None else None
     refs = tuple(ref.get("refs", ())) if ref is not None else ()
     engine.lineage.set(name, entry["token"], value, stored, content, refs)

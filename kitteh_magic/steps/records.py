@@ -125,8 +125,8 @@ class OutputEntry(_Doc):
     type: str
     size: int = 0
     member: str | None = None
-    """The name of the value in its group (``outputs.py``); None in records written before
-    groups, whose ref is the value itself."""
+    """The name of the value in its group (``outputs.py``); None when the ref is the value
+    itself (a step whose outputs are one object, and records written before groups)."""
 
 
 @dataclass

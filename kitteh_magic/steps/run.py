@@ -81,7 +81,7 @@ class StepRun:
         self._capture: capture.Capture | None = None
         self._before: dict[str, int] = {}
         self._observation: observe.Observation | None = None
-        self._known: dict[int, tuple[object, str, str]] = {}
+        self._known: dict[int, tuple[object, str, str, str]] = {}
         self._modules: set[str] = set()
         self._started = 0.0
         self._activities: StepActivities | None = None
@@ -365,7 +365,7 @@ class StepRun:
             kept = group is not None and name in saved
             return OutputEntry(ref=group if kept else None, token=keys.value_token(key, name),
                                type=type_name(values[name]), size=size if kept else 0,
-                               member=name if kept else None).to_doc()
+                               member=saved.get(name)).to_doc()
 
         entries = {name: entry(name) for name in bound}
         value = entry(outputs.VALUE_MEMBER) if self.value is not None else None

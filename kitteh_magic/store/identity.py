@@ -27,12 +27,14 @@ from kitteh_magic.store.notebook import NotebookPickler
 
 REF_TAG = "km:ref"
 
-Known = Mapping[int, tuple[object, str, str]]
-"""``id(obj) -> (obj, digest, member)``: objects that a stored value holds (the object itself is
-kept in the entry so that a reused id cannot alias another object)."""
+Known = Mapping[int, tuple[object, str, str, str]]
+"""``id(obj) -> (obj, digest, member, token)``: objects that stored values hold. ``member`` is
+the object's key in a stored group ("" for the whole value); ``token`` names the object among
+equal contents (two equal lists of two steps share a digest, never a token). The object itself
+is kept in the entry so that a reused id cannot alias another object."""
 
-Resolve = Callable[[str, str], object]
-"""``(digest, member) -> object``: the object a reference names."""
+Resolve = Callable[[str, str, str], object]
+"""``(digest, member, token) -> object``: the object a reference names."""
 
 
 def _array_view(base: Any, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],
@@ -92,7 +94,7 @@ class IdentityPickler(NotebookPickler):
         if entry is None or entry[0] is not obj:
             return None
         self.refs.add(entry[1])
-        return (REF_TAG, entry[1], entry[2])
+        return (REF_TAG, entry[1], entry[2], entry[3])
 
     def reducer_override(self, obj: Any) -> Any:
         if _is_ndarray(obj) and obj.base is not None and not obj.dtype.hasobject:
@@ -132,9 +134,9 @@ class IdentityUnpickler(pickle.Unpickler):
         self._resolve = resolve
 
     def persistent_load(self, pid: Any) -> Any:
-        if (isinstance(pid, tuple) and len(pid) == 3 and pid[0] == REF_TAG
-                and isinstance(pid[1], str) and isinstance(pid[2], str)):
-            return self._resolve(pid[1], pid[2])
+        if (isinstance(pid, tuple) and len(pid) == 4 and pid[0] == REF_TAG
+                and all(isinstance(part, str) for part in pid[1:])):
+            return self._resolve(pid[1], pid[2], pid[3])
         raise pickle.UnpicklingError(f"unknown persistent reference {pid!r}")
 
 

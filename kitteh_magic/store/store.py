@@ -187,8 +187,8 @@ class Store:
 
         Notebook functions in it are bound to ``namespace`` (the one it is restored into).
         A reference to another stored value (``identity.py``) is given to ``resolve``
-        (``(digest, member) -> object``, the object the namespace holds); without it, the
-        referenced value is loaded from the store.
+        (``(digest, member, token) -> object``, the object the namespace holds); without it,
+        the referenced value is loaded from the store.
 
         Large arrays come back as ordinary writable arrays over a copy-on-write mapping of the
         blob file (O(1), pages load on first touch).
@@ -217,10 +217,12 @@ class Store:
 
     def _unpickle(self, frame: Any, namespace: dict[str, Any] | None,
                   resolve: Resolve | None) -> object:
-        def from_store(digest: str, member: str) -> object:
-            # A reference names a group value (a dict of a step's outputs) and a member of it.
+        def from_store(digest: str, member: str, token: str) -> object:
+            # A reference names a stored value and a member of it ("": the value itself).
             group = self.get_value({"digest": digest, "kind": "inline"}, namespace=namespace,
                                    resolve=resolve)
+            if member == "":
+                return group
             if not isinstance(group, dict) or member not in group:
                 raise DamagedRecordError(value_key(digest), "format",
                                          f"referenced value has no member {member!r}")
