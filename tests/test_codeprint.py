@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from kitteh_magic.steps import codeprint
 from kitteh_magic.steps.codeprint import (
     global_reads,
     global_writes,
@@ -511,8 +510,6 @@ def test_code_facts_do_not_import_the_value_fingerprints() -> None:
     out = subprocess.run([sys.executable, "-c", CODE_FACTS_SCRIPT], env=env, check=True,
                          capture_output=True, text=True).stdout.strip()
     assert out == "False"
-    ns = notebook(FUNCTION)
-    assert codeprint.code_fingerprint(ns["f"]) == code_fingerprint(ns["f"])  # the older name
 
 
 def test_globals_read_by_functions_in_defaults_and_small_containers_are_followed() -> None:

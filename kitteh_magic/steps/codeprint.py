@@ -130,17 +130,6 @@ def code_digest(code: CodeType) -> str:
     return digest(b"o", repr(layout), code.co_code, table, *consts)
 
 
-def code_fingerprint(obj: object) -> str:
-    """Compatibility name for :func:`.fingerprint.code_fingerprint`, kept for older callers.
-
-    The import is made at call time so that this module never imports the value fingerprints
-    when it is loaded.
-    """
-    from .fingerprint import code_fingerprint as whole
-
-    return whole(obj)
-
-
 # --- following wrappers -----------------------------------------------------------------------
 
 
