@@ -34,7 +34,7 @@ from types import FunctionType, ModuleType
 from typing import Any, Final, NamedTuple
 
 from . import codeprint
-from .digests import module_token, type_name
+from .digests import feed, module_token, type_name
 
 #: Exact types the pickler writes itself; the persistent_id hook returns at once for them.
 PLAIN: Final[frozenset[type]] = frozenset(
@@ -74,7 +74,7 @@ class HashingPickler(pickle.Pickler):
             return True  # non-contiguous: let the pickler copy it into the stream instead
         with view:
             self._buffers.update(view.nbytes.to_bytes(8, "little"))
-            self._buffers.update(view)
+            feed(self._buffers, view)
         return False  # false means out-of-band: the buffer is not copied into the stream
 
     def persistent_id(self, obj: Any) -> Any:
