@@ -107,11 +107,14 @@ class IdentityPickler(NotebookPickler):
         """A view of an array this stream holds or refers to: written as a view of it."""
         low, high = _bounds(view)
         ident = id(view)
-        # A candidate holds the view's whole range, and is strictly larger or (same range) has
-        # a smaller id: no two arrays can be written as views of each other.
+        # A candidate holds the view's whole range, and is strictly larger, or never a view
+        # itself (referred to, or owning its memory), or else has a smaller id: no two arrays
+        # can be written as views of each other, and the choice does not depend on ids when
+        # it need not (a sliding window spans its whole base: the same range).
         found = [(c_high - c_low, c_low, array) for c_low, c_high, array in self._arrays
                  if array is not view and c_low <= low and high <= c_high
-                 and (c_high - c_low > high - low or id(array) < ident)]
+                 and (c_high - c_low > high - low or self._settled(array)
+                      or id(array) < ident)]
         if not found:
             return None
         _, base_low, base = max(found, key=lambda item: item[0])
@@ -124,6 +127,13 @@ class IdentityPickler(NotebookPickler):
         if probe.__array_interface__["data"][0] != view.__array_interface__["data"][0]:
             return None
         return (_array_view, args)
+
+
+    def _settled(self, array: Any) -> bool:
+        """An array that is never itself written as a view: one a stored value holds (it is
+        a reference) or one that owns its memory. A view of the same range may point at it."""
+        entry = self._known.get(id(array))
+        return (entry is not None and entry[0] is array) or array.base is None
 
 
 class IdentityUnpickler(pickle.Unpickler):
