@@ -76,7 +76,7 @@ def restore(engine: Engine, progress: bool = True) -> RestoreReport:
                 report.problems.append(f"{record.step}: {name!r}: {err}")
                 continue
             engine.namespace[name] = value
-            outputs.note_restored_one(engine, name, entry, value)
+            outputs.note_restored(engine, name, entry, value)
             restored += 1
             sizes[entry["ref"]["digest"]] = entry.get("size", 0)
         report.size += sum(sizes.values())

@@ -167,7 +167,7 @@ def _version(top: str) -> str:
     try:
         return importlib.metadata.version(top)  # distribution named like the package: fast
     except importlib.metadata.PackageNotFoundError:
-        pass
+        pass  # not a failure: the package may ship in a distribution of another name, below
     for distribution in _distributions().get(top, ()):
         try:
             return f"{distribution}-{importlib.metadata.version(distribution)}"

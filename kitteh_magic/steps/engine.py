@@ -95,25 +95,12 @@ class Engine:
             value = self.namespace.get(name)
             if value is not None:  # a notebook function, or a wrapper of one (lru_cache)
                 touched |= codeprint.global_reads(value)
-        self.lineage.drop(touched | self._sharing(touched))
-
-    def _sharing(self, names: set[str]) -> set[str]:
-        """Names with a lineage token whose objects share an object with those of ``names``.
-
-        A plain cell that changes ``b`` changes ``a`` too when ``b = a`` (or ``b`` is a view of
-        ``a``, or holds it): ``a``'s token must go as well.
-        """
-        ns = self.namespace
-        held = [(n, ns[n]) for n, _ in self.lineage.items() if n not in names and n in ns]
-        if not held:
-            return set()
-        shared: set[int] = set()
-        for name in names:
-            value = ns.get(name)
-            if value is not None and observe.is_data(value):
-                shared |= observe.reach(value)
-        return {n for n, value in held
-                if id(value) in shared or not shared.isdisjoint(observe.reach(value))}
+        # A plain cell that changes ``b`` changes ``a`` too when ``b = a`` (or ``b`` is a view
+        # of ``a``, holds it, or is a method of it): ``a``'s token must go as well.
+        held = [n for n, _ in self.lineage.items() if n not in touched]
+        if held:
+            touched |= observe.sharing(self.namespace, touched, held)
+        self.lineage.drop(touched)
 
     def input_fingerprint(self, name: str, value: object) -> str:
         """Fingerprint of one input: a lineage token when possible, else by content.
@@ -159,8 +146,9 @@ class Engine:
 
         Args:
             facts: the cell's analysis.
-            reached: if given, collects the data globals (not functions, classes or modules)
-                that notebook functions read: the step may change them through those functions.
+            reached: if given, collects the globals that notebook functions read: the step may
+                change them through those functions (the observation keeps those that are data,
+                ``observe.is_data``).
         """
         # ``reads`` holds every free name, callees and mutated names included; a name the cell
         # binds before using it is not an input (else a re-run would depend on its own output).
@@ -177,13 +165,8 @@ class Engine:
             if indirect:
                 todo.extend(sorted(indirect))
                 if reached is not None:
-                    reached.update(n for n in indirect if self._is_data(n))
+                    reached.update(indirect)
         return found
-
-    def _is_data(self, name: str) -> bool:
-        value = self.namespace.get(name)
-        return not (value is None or isinstance(value, ModuleType | type)
-                    or (callable(value) and codeprint.is_notebook_object(value)))
 
     # status helpers ---------------------------------------------------------------------------
     def warn(self, category: type[Warning], message: str) -> None:

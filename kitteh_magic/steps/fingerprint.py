@@ -106,15 +106,9 @@ def fingerprint(obj: object) -> str:
         Unfingerprintable: the value itself cannot be pickled (a generator, a lock, a socket);
             a container that holds one has a fingerprint (see :func:`describe`).
     """
-    kind = type(obj)
-    if kind in PLAIN:
-        found = primitive(obj)
-        if found is not None:
-            return found
-    elif kind.__module__ == "numpy" and kind.__name__ == "ndarray":
-        array: Any = obj
-        if not array.dtype.hasobject:
-            return ndarray(array)
+    direct = _direct(obj)
+    if direct is not None:
+        return direct
     saved = getattr(_local, "parts", None)  # _measure, inlined: this is the hot path
     parts: dict[int, _Part] = {}
     _local.parts = parts
@@ -196,18 +190,22 @@ def _measure(obj: object, how: Callable[[object], str]) -> tuple[str, dict[int, 
         _local.parts = saved
 
 
-def _value(obj: object) -> str:
-    """The digest of a value; unpicklable parts are recorded in the current ``_measure``."""
+def _direct(obj: object) -> str | None:
+    """The digest of a scalar, a string or a plain array without pickling; None otherwise."""
     kind = type(obj)
     if kind in PLAIN:
-        found = primitive(obj)
-        if found is not None:
-            return found
-    elif kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        return primitive(obj)
+    if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
         array: Any = obj
         if not array.dtype.hasobject:
             return ndarray(array)
-    return _structured(obj)
+    return None
+
+
+def _value(obj: object) -> str:
+    """The digest of a value; unpicklable parts are recorded in the current ``_measure``."""
+    direct = _direct(obj)
+    return direct if direct is not None else _structured(obj)
 
 
 def _structured(obj: object) -> str:

@@ -133,6 +133,32 @@ def is_data(value: object) -> bool:
     return True
 
 
+def sharing(namespace: Mapping[str, object], names: Iterable[str],
+            candidates: Iterable[str]) -> set[str]:
+    """The ``candidates`` whose objects share an object with those of ``names``.
+
+    A change through one name is a change through the others (``b = a``, a view of an array, a
+    container holding it, a bound method's instance). Found by :func:`reach` on both sides.
+
+    >>> ns = {"a": [1], "b": None, "c": [2]}; ns["b"] = {"k": ns["a"]}
+    >>> sorted(sharing(ns, ["a"], ["b", "c"]))
+    ['b']
+    """
+    touched: set[int] = set()
+    for name in names:
+        value = namespace.get(name, _GONE)
+        if value is not _GONE and (is_data(value) or isinstance(value, MethodType)):
+            touched |= reach(value)
+    if not touched:
+        return set()
+    found: set[str] = set()
+    for name in candidates:
+        value = namespace.get(name, _GONE)
+        if value is not _GONE and (id(value) in touched or not touched.isdisjoint(reach(value))):
+            found.add(name)
+    return found
+
+
 def is_iterator(value: object) -> bool:
     """Whether reading the value consumes it (a generator, an iterator, an open file)."""
     return hasattr(type(value), "__next__")
@@ -154,17 +180,9 @@ class Observation:
         self._namespace = namespace
         present = [n for n in names if n in namespace]
         watched = {n for n in present if is_data(namespace[n])}
-        touched: set[int] = set()
-        for name in present:  # a bound method reaches its instance (``bump = acc.bump``)
-            value = namespace[name]
-            if name in watched or isinstance(value, MethodType):
-                touched |= reach(value)
-        for name in others:
-            value = namespace.get(name)
-            if name in watched or value is None or not is_data(value):
-                continue
-            if id(value) in touched or not touched.isdisjoint(reach(value)):
-                watched.add(name)
+        watched |= sharing(namespace, present, [
+            n for n in others if n not in watched and namespace.get(n) is not None
+            and is_data(namespace[n])])
         self.before: dict[str, tuple[object, str | None]] = {}
         """name -> (the object, its fingerprint before the step); held until the step ends."""
         for name in sorted(watched):

@@ -195,15 +195,8 @@ def note_saved(engine: Engine, entries: Mapping[str, Mapping[str, Any]],
                 known.content = content
 
 
-def note_restored(engine: Engine, record: Any, values: Mapping[str, object]) -> None:
-    """Lineage of a replayed step's outputs, with where each is stored."""
-    for name, entry in record.outputs.items():
-        _note(engine, name, entry, values[name], None)
-
-
-def note_restored_one(engine: Engine, name: str, entry: Mapping[str, Any], value: object,
-                      ) -> None:
-    """Lineage of one restored output."""
+def note_restored(engine: Engine, name: str, entry: Mapping[str, Any], value: object) -> None:
+    """Lineage of one restored output, with where it is stored."""
     _note(engine, name, entry, value, None)
 
 

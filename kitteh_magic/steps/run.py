@@ -77,7 +77,7 @@ class StepRun:
         self._facts: analysis.CellAnalysis | None = None
         self._inputs: dict[str, str] = {}
         self._reached: set[str] = set()
-        """Data globals the step's notebook functions read (and so may mutate): outputs too."""
+        """Globals the step's notebook functions read (and so may mutate): watched too."""
         self._capture: capture.Capture | None = None
         self._before: dict[str, int] = {}
         self._observation: observe.Observation | None = None
@@ -139,7 +139,8 @@ class StepRun:
         for name in record.deleted:
             engine.namespace.pop(name, None)
         engine.namespace.update(values)
-        outputs.note_restored(engine, record, values)
+        for name, entry in record.outputs.items():
+            outputs.note_restored(engine, name, entry, values[name])
         self.value = value
         _publish_marker(engine, self.name, record)
         capture.replay(events, engine.display_pub)  # type: ignore[arg-type]
