@@ -700,3 +700,60 @@ def test_a1_an_in_memory_sqlite_database(
         "rows = con.execute('select sum(x) from t').fetchall()",
     ]
     check(start_kernel, tmp_path, cells, ["rows"], replay=[])
+
+
+# W. Writes into large memory whose digest is remembered (kitteh_magic.writewatch) ----------------
+# A step that only reads a large input learns it unchanged without hashing it again; every way of
+# writing into it must still be seen, in memory the kernel made (first run) and in a restored,
+# copy-on-write mapped value (after the restart). `after` has the code of `before` (no counter
+# line): a missed write gives `a` its old fingerprint, and `after` replays the total of `before`.
+TOTAL = "total = float({}.sum())\nprint(total)"  # the twins: one code, so one key per input
+
+
+def forced(name: str, body: str) -> str:
+    """A step that runs every time (not counted: it must)."""
+    return f"%%durable {name} --force\n{textwrap.dedent(body).strip()}"
+
+
+LARGE_WRITES = {
+    "element": "a[5] += 1.0",
+    "view": "v[1] += 1.0",
+    "ufunc_at": "np.add.at(a, [5], 1.0)",
+    "thread": ("from concurrent.futures import ThreadPoolExecutor\n"
+               "with ThreadPoolExecutor(1) as pool:\n"
+               "    pool.submit(np.add.at, a, [5], 1.0).result()\n"
+               "del pool"),
+    "kernel_copy": ("r, w = os.pipe()\nos.write(w, np.float64(a[5] + 1.0).tobytes())\n"
+                    "os.readv(r, [memoryview(a).cast('B')[40:48]])\nos.close(r)\nos.close(w)"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(LARGE_WRITES))
+def test_w1_a_write_into_a_large_input_after_a_step_read_it(
+        start_kernel: Start, tmp_path: Path, counter: Counter, how: str) -> None:
+    cells = [
+        "import os\nimport numpy as np",
+        step("mk", counter, "a = np.arange(9_000_000, dtype=np.float64)"),  # 72 MB: watched
+        *([step("view", counter, "v = a[4:8]")] if how == "view" else []),
+        forced("peek", "top = float(a.max())"),
+        "%%durable before\n" + TOTAL.format("a"),
+        forced("poke", LARGE_WRITES[how]),
+        "%%durable after\n" + TOTAL.format("a"),
+    ]
+    check(start_kernel, tmp_path, cells, ["total", "float(a[5])"],
+          replay=["mk", "view", "before", "after"])
+
+
+def test_w2_a_large_dataframe_written_in_place(
+        start_kernel: Start, tmp_path: Path, counter: Counter) -> None:
+    cells = [
+        "import numpy as np\nimport pandas as pd\n"
+        "def poke_frame(frame):\n    frame.iloc[5, 0] = -1.0",
+        step("mk", counter, "df = pd.DataFrame({'x': np.arange(9_000_000, dtype=np.float64)})"),
+        forced("peek", "top = float(df['x'].max())"),
+        "%%durable before\n" + TOTAL.format("df['x']"),
+        forced("poke", "poke_frame(df)"),
+        "%%durable after\n" + TOTAL.format("df['x']"),
+    ]
+    check(start_kernel, tmp_path, cells, ["total", "float(df.iloc[5, 0])"],
+          replay=["mk", "before", "after"])

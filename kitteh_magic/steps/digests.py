@@ -22,6 +22,8 @@ from typing import Any, Final
 
 import xxhash
 
+from kitteh_magic import writewatch
+
 #: Rows of a non-contiguous array copied at a time; bounds the extra memory to ~this many bytes.
 _CHUNK_BYTES: Final = 64 << 20
 
@@ -29,7 +31,7 @@ _CHUNK_BYTES: Final = 64 << 20
 #: step that reads 1 GB pays one pass after it runs to learn whether it changed it.
 PARALLEL_BYTES: Final = 64 << 20
 _PIECE_BYTES: Final = 8 << 20
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child has no threads
 
 
 def digest(tag: bytes, *parts: str | bytes) -> str:
@@ -121,26 +123,34 @@ def feed(h: Any, data: Any) -> None:
     """Feed a contiguous byte buffer into the hash ``h``.
 
     Up to :data:`PARALLEL_BYTES` the bytes go in as they are; a larger buffer goes in as the
-    xxh3-128 digests of its 8 MiB pieces, hashed on all cores (about 1.6x faster on two). The
-    size alone decides which, so equal buffers always hash alike.
+    xxh3-128 digests of its 8 MiB pieces, hashed on all cores (about 1.6x faster on two) and
+    remembered while the memory is not written (:mod:`kitteh_magic.writewatch`), so a step
+    that only read a large input learns it is unchanged without hashing it again. The size
+    alone decides which, so equal buffers always hash alike, on any number of cores.
 
     >>> a, b = xxhash.xxh3_128(), xxhash.xxh3_128()
     >>> feed(a, b"x" * 10); b.update(b"x" * 10); a.digest() == b.digest()
     True
     """
     size = memoryview(data).nbytes
-    workers = os.cpu_count() or 1
-    if size < PARALLEL_BYTES or workers < 2:
+    if size < PARALLEL_BYTES:
         h.update(data)
         return
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(workers, thread_name_prefix="kitteh-hash")
-    whole = memoryview(data).cast("B")
-    pieces = [whole[start:start + _PIECE_BYTES] for start in range(0, size, _PIECE_BYTES)]
     h.update(b"pieces:%d:" % _PIECE_BYTES)
-    for piece_digest in _pool.map(xxhash.xxh3_128_digest, pieces):
-        h.update(piece_digest)
+    h.update(writewatch.digest(memoryview(data).cast("B"), b"xxh3-128/8M", _pieces))
+
+
+def _pieces(whole: memoryview) -> bytes:
+    """The xxh3-128 digests of the 8 MiB pieces of a buffer, back to back."""
+    global _pool
+    pieces = [whole[start:start + _PIECE_BYTES] for start in range(0, whole.nbytes,
+                                                                   _PIECE_BYTES)]
+    workers = os.cpu_count() or 1
+    if workers < 2:
+        return b"".join(map(xxhash.xxh3_128_digest, pieces))
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="kitteh-hash"))
+    return b"".join(_pool[1].map(xxhash.xxh3_128_digest, pieces))
 
 
 def module_token(mod: ModuleType) -> str:

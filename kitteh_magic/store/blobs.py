@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
+from kitteh_magic import writewatch
 from kitteh_magic.store.signing import Bytes
 
 Durability = Literal["process", "machine"]
@@ -46,6 +47,7 @@ class BlobFiles:
         """
         self.root = root
         self.tmp = tmp
+        writewatch.trust(root)  # blobs are immutable: their copy-on-write maps can be watched
         self.durability = durability
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()

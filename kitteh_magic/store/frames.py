@@ -35,6 +35,7 @@ import diskcache
 import xxhash
 from diskcache.core import MODE_RAW, UNKNOWN
 
+from kitteh_magic import writewatch
 from kitteh_magic.errors import DamagedRecordError, UnpicklableError
 from kitteh_magic.store import identity, notebook
 from kitteh_magic.store.signing import MAC_BYTES, Bytes, Signer
@@ -48,6 +49,9 @@ _FIXED = struct.Struct("<4sBBHIIQQ16s")
 _ENTRY = struct.Struct("<QQ16s")
 _LENGTH = struct.Struct("<Q")
 _HASH_BYTES = 16
+#: Buffers at least this large have their checksum remembered (:mod:`kitteh_magic.writewatch`):
+#: a value journaled by an activity and then saved as the step's output is hashed once.
+WATCHED_BYTES = 64 << 20
 _TRAILER = _HASH_BYTES + MAC_BYTES
 _UNPICKLABLE = re.compile(r"(?:cannot|can't) pickle '?([\w.<>]+)'? object", re.IGNORECASE)
 
@@ -120,9 +124,17 @@ def pickle_value(obj: object, namespace: dict[str, Any] | None = None, *,
         found = _UNPICKLABLE.search(str(exc))
         name = found.group(1) if found else qualified_name(type(obj))
         raise UnpicklableError(name, f"{type(exc).__name__}: {exc}") from exc
-    hashes = [xxhash.xxh3_128_digest(buf) for buf in buffers]
+    hashes = [_buffer_digest(buf) for buf in buffers]
     return Pickled(stream, buffers, hashes, value_digest(stream, buffers, hashes),
                    qualified_name(type(obj)), frozenset(refs))
+
+
+def _buffer_digest(buf: memoryview) -> bytes:
+    """xxh3-128 of a buffer; remembered for large ones while their memory is not written."""
+    if buf.nbytes < WATCHED_BYTES:
+        return xxhash.xxh3_128_digest(buf)
+    return writewatch.digest(buf.cast("B") if buf.format != "B" else buf, b"xxh3-128",
+                             xxhash.xxh3_128_digest)
 
 
 def value_digest(stream: Bytes, buffers: list[memoryview], hashes: list[bytes]) -> str:
