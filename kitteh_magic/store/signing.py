@@ -64,7 +64,9 @@ class Signer:
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """Read the key file, creating it with 32 random bytes (0600, parent 0700) when absent.
+    """Read the key file, creating it with 32 random bytes (0600) when absent.
+
+    Every directory created on the way to it is 0700, whatever the umask.
 
     Two processes creating the key at once agree on one: each writes a private temporary file and
     hard-links it into place, and the loser reads the winner's key. A plain ``open("x")`` would let
@@ -107,13 +109,13 @@ def _read_key(path: Path) -> bytes | None:
 
 def _create_key(path: Path) -> bytes:
     parent = path.parent
-    if not parent.is_dir():
-        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(parent, 0o700)
+    _private_parents(parent)
     key = secrets.token_bytes(KEY_BYTES)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".key-")  # mkstemp creates the file 0600
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".key-")
     try:
         try:
+            # mkstemp asks for 0600, which a umask can still narrow (0400 under umask 277).
+            os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
             os.write(fd, key)
             os.fsync(fd)
         finally:
@@ -129,3 +131,31 @@ def _create_key(path: Path) -> bytes:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     return key
+
+
+def _private_parents(directory: Path) -> None:
+    """Create ``directory`` and each missing ancestor 0700, whatever the umask.
+
+    ``Path.mkdir(mode=0o700, parents=True)`` gives the ancestors it creates 0777 minus the umask
+    (0777 under umask 000), and a mode is always masked, so each directory is made on its own and
+    then set with ``chmod``, which the umask does not touch. Directories that already exist are
+    the user's and are left as they are; one that another process creates meanwhile is its.
+
+    >>> import stat, tempfile, pathlib
+    >>> base = pathlib.Path(tempfile.mkdtemp())
+    >>> _private_parents(base / "a" / "b")
+    >>> [oct(stat.S_IMODE((base / p).stat().st_mode)) for p in ("a", "a/b")]
+    ['0o700', '0o700']
+    """
+    missing: list[Path] = []
+    while not directory.is_dir():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)
