@@ -13,7 +13,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import IncompleteEffectError, NondeterminismError, UnpicklableWarning
+from ..errors import (
+    DamagedRecordError,
+    DamagedStoreWarning,
+    IncompleteEffectError,
+    NondeterminismError,
+    UnpicklableWarning,
+)
 from ..steps import fingerprint
 from ..steps.records import JournalEntry
 from .classify import Verdict, classify
@@ -65,6 +71,8 @@ class StepActivities:
         self._policies: dict[Verdict, RetryPolicy] = {}
         """Positions whose outcome came from the journal in this execution."""
         self._failed: dict[int, BaseException] = {}
+        self._loaded: dict[int, tuple[Any, Any]] = {}
+        """position -> (result, receiver state) loaded ahead of their replay."""
 
     @property
     def count(self) -> int:
@@ -108,7 +116,8 @@ class StepActivities:
         entry = self.journal.get(position)
         if entry is not None:
             self._check(entry, verdict, position, digest)
-            if entry.unsaved:  # the result could not be saved: the call is made again
+            # A result that could not be saved, or is damaged now: the call is made again.
+            if entry.unsaved or not self._outcome_loads(entry):
                 entry = None
         if entry is None and verdict.effect:
             self.journal.started(position, verdict.callee, digest)
@@ -132,6 +141,37 @@ class StepActivities:
                 f"`%durable effect {self.journal.step} {position + 1} done`; to run it again, "
                 f"`%durable effect {self.journal.step} {position + 1} redo`.")
 
+    def _outcome_loads(self, entry: JournalEntry) -> bool:
+        """Load a journaled result and receiver state ahead of replaying them.
+
+        A damaged one (a lost blob, a failed checksum) is dropped from the store, so that the
+        call, made again now, rewrites it: one recompute heals (DESIGN §4.14). An effect is
+        never made again for that: its result is lost, so it is reported as interrupted.
+        """
+        if entry.state != "done":
+            return True
+        try:
+            self._loaded[entry.pos] = (
+                self.journal.load(entry.result) if entry.result is not None else None,
+                self.journal.load(entry.receiver) if entry.receiver is not None else NOTHING)
+        except DamagedRecordError as err:
+            refs = [r for r in (entry.result, entry.receiver) if r is not None]
+            self.journal.store.heal({r["digest"] for r in refs if "digest" in r})
+            where = f"{entry.callee} (activity #{entry.pos + 1})"
+            if entry.effect:
+                raise IncompleteEffectError(
+                    f"step {self.journal.step!r}: the journaled result of the effect {where} "
+                    f"is damaged ({err}). The effect happened; to accept that, run "
+                    f"`%durable effect {self.journal.step} {entry.pos + 1} done`; to run it "
+                    f"again, `%durable effect {self.journal.step} {entry.pos + 1} redo`."
+                ) from None
+            if self._warn is not None:
+                self._warn(DamagedStoreWarning, f"step {self.journal.step!r}: the journaled "
+                           f"result of {where} is damaged ({err}); the call is made again and "
+                           "its result journaled anew.")
+            return False
+        return True
+
     def _replayed(self, fn: Any, entry: JournalEntry) -> Any:
         """The recorded outcome: the result, or the recorded exception raised again."""
         self.from_journal.add(entry.pos)
@@ -140,9 +180,10 @@ class StepActivities:
             # Like a live failure: if it ends the cell, the call is made again next run.
             self._failed[entry.pos] = failure
             raise failure
-        if entry.receiver is not None:
-            _adopt(_receiver(fn), self.journal.load(entry.receiver))
-        return revive(self.journal.load(entry.result), fn) if entry.result is not None else None
+        result, receiver = self._loaded.pop(entry.pos, (None, NOTHING))
+        if receiver is not NOTHING:
+            _adopt(_receiver(fn), receiver)
+        return revive(result, fn) if entry.result is not None else None
 
     def _record(self, fn: Any, verdict: Verdict, position: int, digest: str, started: float,
                 attempts: int, result: Any = NOTHING, error: BaseException | None = None,

@@ -1,22 +1,29 @@
 """The activity journal of a step's unfinished execution.
 
 Each activity's outcome is written as it completes, so a cell killed half-way finds, on its next
-run, the results of the calls it already made. The journal belongs to the step (session + step
-name), not to one version of its code: an edited cell that still makes the same first calls
-resumes, and one that makes a different call at a recorded position is a nondeterminism error,
-never a wrong answer. A finished step's record makes the journal redundant and it is cleared;
-an incomplete record (an output that could not be saved) keeps it, so the re-execution that
-replay needs still takes its activities from the journal.
+run, the results of the calls it already made. A journal belongs to one execution of one step
+version (DESIGN §4.14), as a Temporal workflow history belongs to one run: its head
+(``journal_head_key``) names the step version (the step key: code and inputs) and a random
+execution id, and every entry carries that id inside its signature. A run of the same version
+resumes the execution; a run of another version (the cell was edited, an input changed) starts
+a new one and the old entries are dropped, so they can never answer its calls; an entry of
+another execution (left over, or written back) is refused. A call that differs from the
+recorded one at a position is a nondeterminism error, never a wrong answer. A finished step's
+record makes the journal redundant and it is cleared; an incomplete record (an output that
+could not be saved) keeps it, so the re-execution that replay needs still takes its activities
+from the journal.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from .. import faults
 from ..errors import DamagedRecordError, DamagedStoreWarning, UnpicklableError
-from ..steps.records import JournalEntry, journal_prefix
+from ..steps.records import JournalEntry, journal_head_key, journal_prefix
 from . import failures
 
 if TYPE_CHECKING:
@@ -30,30 +37,76 @@ NOTHING: Any = object()
 
 
 class Journal:
-    """Entries of one step's unfinished execution, loaded once and appended as calls finish."""
+    """Entries of one step's unfinished execution, loaded once and appended as calls finish.
+
+    Args:
+        store: the store.
+        session, step: whose journal.
+        namespace: where restored values' notebook functions are bound.
+        version: the step key of the run that opens it. None opens whatever execution is
+            there, without changing it (``%durable effect``).
+        execution: with ``version``, the execution the step's pointer says is unfinished: its
+            journal resumes when its head names both; otherwise the journal is discarded and
+            ``execution`` starts.
+    """
 
     def __init__(self, store: Store, session: str, step: str,
-                 namespace: dict[str, Any] | None = None) -> None:
+                 namespace: dict[str, Any] | None = None, *, version: str | None = None,
+                 execution: str = "") -> None:
         self.store = store
         self.session = session
         self.step = step
         self.namespace = namespace
         self.entries: dict[int, JournalEntry] = {}
+        self.execution = ""
+        self._pending_head: dict[str, Any] | None = None
         self._prefix = journal_prefix(session, step)
+        self._head = journal_head_key(session, step)
+        self._open(version, execution)
+
+    def _open(self, version: str | None, expected: str) -> None:
+        try:
+            head = self.store.get_json(self._head, signed=True) or {}
+        except DamagedRecordError as err:
+            warnings.warn(f"step {self.step!r}: its journal's head is damaged ({err}); the "
+                          "journal is discarded and its calls run again.",
+                          DamagedStoreWarning, stacklevel=3)
+            head = {}
+        execution = head.get("execution")
+        if version is not None and (head.get("version") != version or execution != expected
+                                    or not expected):
+            self._start(version, expected or secrets.token_hex(16))
+            return
+        self.execution = execution if isinstance(execution, str) else ""
         self._load()
+
+    def _start(self, version: str, execution: str) -> None:
+        """A new execution of ``version``: whatever journal was there is dropped first.
+
+        Its head is written with its first entry (a step without activities writes nothing).
+        """
+        self.store.delete_prefix(self._prefix)
+        self.execution = execution
+        self._pending_head = {"version": version, "execution": self.execution,
+                              "started": time.time()}
 
     def _load(self) -> None:
         items = self.store.json_items(self._prefix, signed=True)
         for key, doc in items:
             if isinstance(doc, DamagedRecordError):
-                # Everything from a damaged entry on is dropped: positions must stay contiguous.
-                warnings.warn(f"step {self.step!r}: journal entry {key!r} is damaged ({doc}); "
-                              "that call and the ones after it will run again.",
-                              DamagedStoreWarning, stacklevel=2)
-                self._truncate(int(key.rsplit("/", 1)[1]))
-                return
-            entry = JournalEntry.from_doc(doc)
-            self.entries[entry.pos] = entry
+                problem = f"is damaged ({doc})"
+            elif doc.get("execution") != self.execution:
+                problem = "belongs to another execution (left over or written back)"
+            else:
+                entry = JournalEntry.from_doc(doc)
+                self.entries[entry.pos] = entry
+                continue
+            # Everything from a refused entry on is dropped: positions stay contiguous.
+            warnings.warn(f"step {self.step!r}: journal entry {key!r} {problem}; that call "
+                          "and the ones after it will run again.",
+                          DamagedStoreWarning, stacklevel=3)
+            self._truncate(int(key.rsplit("/", 1)[1]))
+            return
 
     def _truncate(self, position: int) -> None:
         doomed = [p for p in self.entries if p >= position]
@@ -107,9 +160,14 @@ class Journal:
             return None, err.type_name
 
     def _put(self, entry: JournalEntry) -> None:
+        if self._pending_head is not None:
+            self.store.put_json(self._head, self._pending_head, sign=True)
+            self._pending_head = None
+        entry.execution = self.execution
         self.entries[entry.pos] = entry
         # The key of entry_key(), from the prefix computed once (quoting costs per call).
         self.store.write_json(f"{self._prefix}{entry.pos:08d}", entry.to_doc(), sign=True)
+        faults.point("journal-entry-written")
 
     def load(self, ref: dict[str, Any]) -> Any:
         """A recorded value (result, exception or receiver state), verified before unpickling."""
@@ -139,8 +197,15 @@ class Journal:
         self._truncate(position)
 
     def clear(self) -> None:
-        """Forget the whole journal (the step finished, or ``--force``)."""
+        """Forget the whole journal and its execution (the step finished, or ``--force``)."""
         self._truncate(0)
+        self.store.delete(self._head)
+        self._pending_head = None
+
+    def restart(self, version: str, execution: str) -> None:
+        """Start a new execution of ``version`` (``--force``): no entry of the old one serves."""
+        self.entries.clear()
+        self._start(version, execution)
 
     def log(self) -> list[dict[str, Any]]:
         """The entries without their values, in call order (kept in the step's record)."""

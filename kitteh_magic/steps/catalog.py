@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..errors import DamagedRecordError
 from .records import (
     POINTER_PREFIX,
     RECORD_PREFIX,
@@ -16,6 +17,7 @@ from .records import (
     SessionDoc,
     StepPointer,
     StepRecord,
+    journal_head_key,
     journal_prefix,
     pointer_key,
     pointer_prefix,
@@ -89,6 +91,15 @@ class Catalog:
         doc = self.store.get_json(record_key(step_key), signed=True)
         return None if doc is None else StepRecord.from_doc(doc)
 
+    def revision(self, step_key: str) -> int:
+        """The revision of the record stored under a key (unverified read); 0 without one."""
+        try:
+            doc = self.store.get_json(record_key(step_key))
+        except DamagedRecordError:
+            return 0
+        revision = doc.get("revision") if doc else 0
+        return revision if isinstance(revision, int) else 0
+
     def put_record(self, record: StepRecord) -> None:
         """Write a record (signed: it decides what replay restores)."""
         self.store.put_json(record_key(record.key), record.to_doc(), sign=True)
@@ -103,6 +114,7 @@ class Catalog:
                 return None
             dropped.extend(ptr.keys)
             ptr.state, ptr.key, ptr.keys, ptr.outputs = "invalidated", None, [], {}
+            ptr.execution = ptr.execution_version = ""  # a journal written back never resumes
             return ptr
 
         found = self.update_pointer(session, step, clear) is not None
@@ -113,6 +125,7 @@ class Catalog:
 
     def clear_journal(self, session: str, step: str) -> int:
         """Drop the activity journal of a step's unfinished execution; returns its length."""
+        self.store.delete(journal_head_key(session, step))
         return self.store.delete_prefix(journal_prefix(session, step))
 
     def journal(self, session: str, step: str) -> list[JournalEntry]:

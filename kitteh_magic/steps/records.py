@@ -71,6 +71,18 @@ def journal_prefix(session: str, step: str) -> str:
     return JOURNAL_PREFIX + _quote(session) + "/" + _quote(step) + "/"
 
 
+def journal_head_key(session: str, step: str) -> str:
+    """Key of a journal's head: which execution of which step version its entries belong to.
+
+    Outside :func:`journal_prefix`'s range ('#' sorts before '/'), so range reads of the
+    entries never meet it.
+
+    >>> journal_head_key("a.ipynb", "fetch")
+    'km1/jrn/a.ipynb/fetch#head'
+    """
+    return journal_prefix(session, step)[:-1] + "#head"
+
+
 def entry_key(session: str, step: str, position: int) -> str:
     """Key of one journal entry; zero-padded so that key order is call order.
 
@@ -162,6 +174,9 @@ class StepRecord(_Doc):
     """The activity log of this version (``JournalEntry`` documents without values)."""
     imports: list[str] = field(default_factory=list)
     """Submodules of bound packages its run loaded, imported again on replay (``imports.py``)."""
+    revision: int = 0
+    """Counts the records written under this key (``--force`` writes a new one): a pointer
+    remembers the revision it last saw, and an older one (a record written back) is refused."""
 
 
 @dataclass
@@ -188,6 +203,8 @@ class JournalEntry(_Doc):
     finished: float = 0.0
     awaitable: bool = False
     """The call returned an awaitable (journaled when awaited): replay returns one too."""
+    execution: str = ""
+    """The execution it belongs to (its journal's head); any other is refused."""
 
 
 @dataclass
@@ -224,3 +241,9 @@ class StepPointer(_Doc):
     """Input fingerprints of the latest version (status derives 'stale' from them)."""
     outputs: dict[str, str] = field(default_factory=dict)
     """name -> lineage token of the latest version's outputs."""
+    revision: int = 0
+    """The revision of the record of ``key`` it last executed or replayed."""
+    execution: str = ""
+    """The id of its unfinished execution (its journal's head must name it), "" when none."""
+    execution_version: str = ""
+    """The step key that execution runs: another version starts a new execution."""

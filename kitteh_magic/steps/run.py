@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from html import escape
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .. import faults
 from ..errors import (
     DamagedRecordError,
     DamagedStoreWarning,
@@ -22,7 +24,7 @@ from ..errors import (
 from ..status import HOST, human_seconds
 from . import analysis, capture, imports, keys, observe, outputs
 from .fingerprint import type_name
-from .records import OutputEntry, StepPointer, StepRecord, ValueRef
+from .records import OutputEntry, StepPointer, StepRecord, ValueRef, record_key
 
 if TYPE_CHECKING:
     from ..activities.dispatch import StepActivities
@@ -86,6 +88,8 @@ class StepRun:
         self._started = 0.0
         self._activities: StepActivities | None = None
         self._activities_token: object = None
+        self._execution = ""
+        """The id of this run's execution (the pointer keeps it until the step finishes)."""
 
     # lookup and replay ------------------------------------------------------------------------
     def replay(self) -> bool:
@@ -102,6 +106,7 @@ class StepRun:
             record = engine.catalog.record(self.key)
             if record is None:
                 return False
+            self._check_revision(record)
             if not record.complete:
                 return False
             return self._restore(record)
@@ -114,6 +119,19 @@ class StepRun:
             engine.warn(InternalWarning, f"kitteh_magic could not look up step {self.name!r} "
                         f"({type(err).__name__}: {err}); it runs as a plain cell.")
         return False
+
+    def _check_revision(self, record: StepRecord) -> None:
+        """Refuse a record older than the one this step last saw under its key (written back).
+
+        Raises:
+            DamagedRecordError: the record was rolled back; it is dropped.
+        """
+        ptr = self.engine.catalog.pointer(self.session, self.name)
+        if ptr is not None and ptr.key == record.key and record.revision < ptr.revision:
+            self.engine.store.delete(record_key(record.key))
+            raise DamagedRecordError(record_key(record.key), "rollback",
+                                     f"revision {record.revision} is older than revision "
+                                     f"{ptr.revision}, which this step last saw")
 
     def _heal(self) -> None:
         """Drop every damaged value of the record, so that one recompute rewrites them all."""
@@ -154,6 +172,7 @@ class StepRun:
             ptr.duration, ptr.size, ptr.activities = record.duration, record.size, record.activities
             ptr.inputs, ptr.finished, ptr.error = dict(record.inputs), time.time(), None
             ptr.outputs = {n: e["token"] for n, e in record.outputs.items()}
+            ptr.revision = record.revision
             if record.key not in ptr.keys:
                 ptr.keys.append(record.key)
             ptr.cell_id = self.spec.cell_id or engine.cell_id or ptr.cell_id
@@ -215,9 +234,11 @@ class StepRun:
 
         spec, engine = self.spec, self.engine
         try:
-            journal = Journal(engine.store, self.session, self.name, engine.namespace)
+            assert self.key is not None
+            journal = Journal(engine.store, self.session, self.name, engine.namespace,
+                              version=self.key, execution=self._execution)
             if spec.force:
-                journal.clear()
+                journal.restart(self.key, self._execution)
         except Exception as err:
             engine.warn(StoreWriteWarning, f"step {self.name!r}: its activities will not be "
                         f"journaled ({type(err).__name__}: {err}).")
@@ -284,6 +305,11 @@ class StepRun:
 
         def running(ptr: StepPointer | None) -> StepPointer:
             ptr = ptr or fresh or self._new_pointer()
+            # One execution per step version: the unfinished one resumes (its journal), any
+            # other version or a forced run starts a new one (journal.py).
+            if not ptr.execution or ptr.execution_version != self.key or self.spec.force:
+                ptr.execution, ptr.execution_version = secrets.token_hex(16), self.key or ""
+            self._execution = ptr.execution
             ptr.state, ptr.started, ptr.error = "running", self._started, None
             ptr.pid, ptr.host, ptr.proc_start = os.getpid(), HOST, engine._proc_start
             ptr.cell_id = self.spec.cell_id or engine.cell_id or ptr.cell_id
@@ -381,6 +407,9 @@ class StepRun:
             complete=not unsaved, unsaved=unsaved, started=self._started, finished=time.time(),
             duration=duration, size=size,
             imports=imports.loaded_since(self._modules, ns))
+        seen = engine.catalog.pointer(self.session, self.name)
+        record.revision = 1 + max(engine.catalog.revision(key),
+                                  seen.revision if seen is not None and seen.key == key else 0)
         activities = self._activities
         if activities is not None:
             record.activities = activities.count
@@ -388,6 +417,7 @@ class StepRun:
             record.journal = [{**doc, "replayed": doc["pos"] in activities.from_journal}
                               for doc in activities.journal.log()]
         engine.catalog.put_record(record)
+        faults.point("record-written")
         if activities is not None and record.complete:
             activities.journal.clear()  # the record replays the whole step now
 
@@ -399,6 +429,9 @@ class StepRun:
             ptr.activities, ptr.resumed = record.activities, record.resumed
             ptr.inputs, ptr.error = dict(self._inputs), None
             ptr.outputs = {n: e["token"] for n, e in entries.items()}
+            ptr.revision = record.revision
+            if record.complete:  # its journal is cleared: the execution is over
+                ptr.execution = ptr.execution_version = ""
             if key not in ptr.keys:
                 ptr.keys.append(key)
             return ptr

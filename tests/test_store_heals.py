@@ -1,0 +1,186 @@
+"""The store never lies and always heals (DESIGN §4.14, issue 8), in real kernels.
+
+A journal belongs to one execution of one step version; a record is bound to its revision; a
+damaged activity result is dropped and the call made again, once. The local HTTP server counts
+every call; kills happen at exact commit points (``kitteh_magic/faults.py``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from http_server import CountingServer, counting_server
+from kernel import Kernel
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def server() -> Iterator[CountingServer]:
+    with counting_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def kernel(start_kernel: Callable[..., Kernel], server: CountingServer) -> Kernel:
+    k = start_kernel()
+    k.ok(f"BASE = {server.url!r}")
+    return k
+
+
+def calls(name: str, n: int = 3, tail: str = "") -> str:
+    """A step making ``n`` journaled HTTP calls; ``tail`` changes its code, not its calls."""
+    return textwrap.dedent(f"""\
+        %%durable {name}
+        import json, urllib.request
+        got = []
+        for i in range({n}):
+            with urllib.request.urlopen(f"{{BASE}}/item/{{i}}") as response:
+                got.append(json.loads(response.read())["item"])
+        total = sum(got){tail}
+        total
+        """)
+
+
+def die_at(kernel: Kernel, point: str, cell: str) -> None:
+    """Run ``cell`` in a kernel that SIGKILLs itself at ``point``, then restart it."""
+    kernel.ok(f"import os\nos.environ['KITTEH_MAGIC_KILL_AT'] = {point!r}")
+    kernel.send(cell)
+    deadline = time.monotonic() + 60
+    while kernel.manager.is_alive():
+        assert time.monotonic() < deadline, f"the kernel never reached {point}"
+        time.sleep(0.05)
+    kernel.restart()
+
+
+def hits(server: CountingServer, n: int = 3) -> list[int]:
+    return [server.hits[f"/item/{i}"] for i in range(n)]
+
+
+def rows(store: Path, like: str) -> list[tuple[str, object]]:
+    with sqlite3.connect(store / "index" / "cache.db") as db:
+        return list(db.execute("SELECT key, value FROM Cache WHERE key LIKE ?", (like,)))
+
+
+def put_rows(store: Path, saved: list[tuple[str, object]]) -> None:
+    with sqlite3.connect(store / "index" / "cache.db") as db:
+        for key, value in saved:
+            db.execute("UPDATE Cache SET value = ? WHERE key = ?", (value, key))
+            if db.execute("SELECT changes()").fetchone()[0] == 0:
+                db.execute("INSERT INTO Cache(key, raw, store_time, expire_time, access_time,"
+                           " access_count, tag, size, mode, filename, value) VALUES"
+                           " (?, 1, 0, NULL, 0, 0, NULL, 0, 1, NULL, ?)", (key, value))
+
+
+# Kind 2: a journal left by a finished execution never serves another version --------------------
+def test_a_leftover_journal_does_not_answer_an_edited_cell(
+        kernel: Kernel, server: CountingServer, tmp_path: Path) -> None:
+    die_at(kernel, "record-written", calls("job"))  # the record is in, the journal not cleared
+    assert hits(server) == [1, 1, 1]
+    assert rows(tmp_path / "store", "km1/jrn/%"), "the kill left no journal: test is moot"
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    result = kernel.ok(calls("job", tail=" + 0"))  # edited: another version of the step
+    assert result.text == "3"
+    assert hits(server) == [2, 2, 2], "the edited cell's calls came from the old journal"
+
+
+def test_the_same_version_after_that_kill_replays_its_record(
+        kernel: Kernel, server: CountingServer) -> None:
+    die_at(kernel, "record-written", calls("job"))
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    result = kernel.ok(calls("job"))
+    assert result.replayed and result.text == "3"
+    assert hits(server) == [1, 1, 1]
+
+
+def test_an_interrupted_execution_still_resumes(
+        kernel: Kernel, server: CountingServer) -> None:
+    die_at(kernel, "journal-entry-written", calls("job"))  # after the first call's entry
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    assert kernel.ok(calls("job")).text == "3"
+    assert hits(server) == [1, 1, 1]
+
+
+def test_an_interrupted_execution_of_an_edited_cell_starts_over(
+        kernel: Kernel, server: CountingServer) -> None:
+    die_at(kernel, "journal-entry-written", calls("job"))
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    assert kernel.ok(calls("job", tail=" * 1")).text == "3"
+    assert hits(server) == [2, 1, 1]
+
+
+# Kind 6: rollback is refused -------------------------------------------------------------------
+def test_a_record_written_back_after_a_forced_run_is_refused(
+        kernel: Kernel, server: CountingServer, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    cell = textwrap.dedent("""\
+        %%durable stamp
+        import json, urllib.request
+        with urllib.request.urlopen(f"{BASE}/item/0") as response:
+            json.loads(response.read())
+        n = len(open(COUNTER).read())
+        n
+        """)
+    counter = tmp_path / "counter.txt"
+    counter.write_text("x")
+    kernel.ok(f"%load_ext kitteh_magic\nCOUNTER = {str(counter)!r}")
+    assert kernel.ok(cell).text == "1"
+    old = rows(store, "km1/rec/%")
+    assert len(old) == 1
+    counter.write_text("xx")
+    assert kernel.ok(cell.replace("%%durable stamp", "%%durable stamp --force")).text == "2"
+    put_rows(store, old)  # the old signed text, written back under its own key
+    result = kernel.run(cell)
+    assert result.text == "2", "the rolled-back record replayed its old value"
+    assert not result.replayed
+    assert "DamagedStoreWarning" in result.stderr and "rollback" in result.stderr
+
+
+def test_a_journal_entry_written_back_after_an_invalidate_is_refused(
+        kernel: Kernel, server: CountingServer, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    die_at(kernel, "journal-entry-written", calls("job"))
+    old = rows(store, "km1/jrn/%")
+    assert old, "the kill left no journal: test is moot"
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}\n%durable invalidate job")
+    assert not rows(store, "km1/jrn/%")
+    put_rows(store, old)
+    assert kernel.ok(calls("job")).text == "3"
+    assert hits(server) == [2, 1, 1], "the written-back entry answered the first call"
+
+
+# Kind 3: a damaged activity result heals by calling again --------------------------------------
+BIG_RESULTS = textwrap.dedent("""\
+    %%durable big
+    import urllib.request
+    import kitteh_magic as km
+
+    @km.activity
+    def fetch(i):
+        return urllib.request.urlopen(f"{BASE}/item/{i}").read() * 200_000  # a blob
+
+    blob = [fetch(i) for i in range(3)]
+    size = sum(map(len, blob))
+    size
+    """)
+
+
+def test_a_lost_large_activity_result_is_called_again_once(
+        kernel: Kernel, server: CountingServer, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    die_at(kernel, "journal-entry-written", BIG_RESULTS)
+    blobs = [p for p in (store / "blobs").rglob("*") if p.is_file()]
+    assert blobs, "the first result was not stored as a blob: test is moot"
+    for path in blobs:
+        path.unlink()
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    first = kernel.run(BIG_RESULTS)
+    assert first.error is None, first.error
+    assert "DamagedStoreWarning" in first.stderr
+    assert kernel.run(BIG_RESULTS).replayed
+    assert hits(server) == [2, 1, 1]
