@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from kitteh_magic import locate
+from kitteh_magic.server.handlers import MAX_BODY
 from kitteh_magic.steps.catalog import Catalog
 from kitteh_magic.steps.records import (
     JournalEntry,
@@ -258,3 +260,167 @@ async def test_corrupt_store_is_a_clear_error(jp_fetch: Any, store_dir: Path) ->
         assert code == 500
         assert set(reply) == {"error"}
         assert str(store_dir) in reply["error"] and "cannot be read" in reply["error"]
+
+
+def outside_store(tmp_path: Path, jp_root_dir: Path) -> Path:
+    """A real store outside the server root, holding the session of nb/analysis.ipynb, with
+    nb/.kitteh inside the root a symlink to it."""
+    (jp_root_dir / "nb").mkdir()
+    (jp_root_dir / NOTEBOOK).write_text("{}")
+    directory = tmp_path / "elsewhere" / ".kitteh"
+    with Store(directory) as store:
+        catalog = Catalog(store)
+        catalog.claim_seq("analysis.ipynb", str(jp_root_dir / NOTEBOOK))
+        ptr = step("analysis.ipynb", "load", 0)
+        store.put_json(pointer_key(ptr.session, ptr.step), ptr.to_doc())
+    os.symlink(directory, jp_root_dir / "nb" / ".kitteh")
+    return directory
+
+
+@pytest.mark.parametrize(("route", "method"), [
+    ("sessions", "GET"), ("steps", "GET"), ("invalidate", "POST"), ("reset", "POST")])
+async def test_store_symlinked_outside_the_root_is_refused(
+        jp_fetch: Any, jp_root_dir: Path, tmp_path: Path, route: str, method: str) -> None:
+    """The notebook is inside the root, but its ``.kitteh`` leads out of it: no endpoint reads
+    or changes the store it points to."""
+    directory = outside_store(tmp_path, jp_root_dir)
+    body = json.dumps({"path": NOTEBOOK, "step": "load"}) if method == "POST" else None
+
+    code, reply = await refused(jp_fetch, route, method=method, body=body,
+                                params={"path": NOTEBOOK} if method == "GET" else {})
+
+    assert code == 403 and set(reply) == {"error"}
+    assert "outside the server root" in reply["error"] and ".kitteh" in reply["error"]
+    with Store(directory) as store:
+        pointer = Catalog(store).steps("analysis.ipynb")
+        assert [(p.step, p.state) for p in pointer] == [("load", "done")]
+
+
+async def test_store_entry_symlinked_outside_the_root_is_refused(
+        jp_fetch: Any, store_dir: Path, tmp_path: Path) -> None:
+    """A store inside the root whose index is a symlink out of it is refused as well: SQLite
+    would follow the link."""
+    moved = tmp_path / "elsewhere-index"
+    os.rename(store_dir / "index", moved)
+    os.symlink(moved, store_dir / "index")
+
+    code, reply = await refused(jp_fetch, "reset", method="POST",
+                                body=json.dumps({"path": NOTEBOOK}))
+
+    assert code == 403 and "outside the server root" in reply["error"]
+    os.unlink(store_dir / "index")
+    os.rename(moved, store_dir / "index")
+    with Store(store_dir) as store:
+        assert len(Catalog(store).steps("analysis.ipynb")) == 4
+
+
+async def test_store_symlinked_inside_the_root_is_served(
+        jp_fetch: Any, store_dir: Path, jp_root_dir: Path) -> None:
+    """A link that stays inside the root is the user's own layout, not an escape."""
+    os.rename(store_dir, jp_root_dir / "shared-store")
+    os.symlink(jp_root_dir / "shared-store", store_dir)
+
+    reply = await get(jp_fetch, "steps", path=NOTEBOOK)
+
+    assert [r["step"] for r in reply["steps"]] == ["load", "clean", "train", "plot"]
+
+
+async def test_store_named_by_the_server_environment_is_served(
+        jp_fetch: Any, jp_root_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$KITTEH_MAGIC_DIR`` is the server owner's choice, not a client's: a store it names
+    outside the root is served, as its kernels use it."""
+    directory = tmp_path / "shared-store"
+    (jp_root_dir / NOTEBOOK).parent.mkdir()
+    (jp_root_dir / NOTEBOOK).write_text("{}")
+    session = locate.session_name(jp_root_dir / NOTEBOOK, directory)  # as its kernels name it
+    with Store(directory) as store:
+        Catalog(store).claim_seq(session, str(jp_root_dir / NOTEBOOK))
+        store.put_json(pointer_key(session, "load"), step(session, "load", 0).to_doc())
+    monkeypatch.setenv("KITTEH_MAGIC_DIR", str(directory))
+
+    reply = await get(jp_fetch, "steps", path=NOTEBOOK)
+
+    assert reply["session"] == session and [r["step"] for r in reply["steps"]] == ["load"]
+
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+@pytest.mark.parametrize("body", [DEEP, '{"path": "nb/analysis.ipynb", "step": ' + DEEP + "}"])
+async def test_deeply_nested_body_is_a_bad_request(
+        jp_fetch: Any, store_dir: Path, body: str) -> None:
+    code, reply = await refused(jp_fetch, "invalidate", method="POST", body=body)
+
+    assert code == 400 and set(reply) == {"error"}
+    assert "\n" not in reply["error"]
+
+
+ABSURD_PATHS = ["/".join(["a"] * 5000) + "/x.ipynb", "a" * 300 + "/x.ipynb"]
+
+
+@pytest.mark.parametrize("path", ABSURD_PATHS, ids=["5000-segments", "300-char-segment"])
+async def test_absurd_paths_are_bad_requests(
+        jp_fetch: Any, store_dir: Path, path: str) -> None:
+    for route in ("sessions", "steps"):
+        code, reply = await refused(jp_fetch, route, params={"path": path})
+        assert code == 400 and set(reply) == {"error"} and "\n" not in reply["error"]
+    code, reply = await refused(jp_fetch, "reset", method="POST", body=json.dumps({"path": path}))
+    assert code == 400 and set(reply) == {"error"}
+
+
+def padded(size: int) -> bytes:
+    """A well-formed reset request of ``size`` bytes: only its size is wrong."""
+    head = json.dumps({"path": NOTEBOOK, "session": "analysis.ipynb", "pad": ""}).encode()
+    return head[:-2] + b" " * (size - len(head)) + head[-2:]
+
+
+@pytest.mark.parametrize("waits", [True, False], ids=["expect-100-continue", "sent-at-once"])
+async def test_oversized_body_is_refused_before_it_is_read(
+        jp_fetch: Any, store_dir: Path, waits: bool) -> None:
+    """A well-formed reset of 64 MiB is answered 413 from its Content-Length, not parsed: the
+    session it names is intact. A client waiting for ``100 Continue`` (curl does for large
+    bodies) never has to send it."""
+    body = padded(64 * 2**20)
+    assert json.loads(body)["session"] == "analysis.ipynb"
+
+    code, reply = await refused(jp_fetch, "reset", method="POST", body=body,
+                                expect_100_continue=waits)
+
+    assert code == 413 and set(reply) == {"error"}
+    with Store(store_dir) as store:
+        assert len(Catalog(store).steps("analysis.ipynb")) == 4
+
+
+async def test_oversized_chunked_body_is_refused(jp_fetch: Any, store_dir: Path) -> None:
+    """A chunked body declares no length: it is refused as soon as what arrived passes the cap."""
+    body = padded(MAX_BODY + 1024)
+
+    async def chunks(write: Any) -> None:
+        for start in range(0, len(body), 64 * 1024):
+            await write(body[start:start + 64 * 1024])
+
+    code, reply = await refused(jp_fetch, "reset", method="POST", body_producer=chunks)
+
+    assert code == 413 and set(reply) == {"error"}
+    with Store(store_dir) as store:
+        assert len(Catalog(store).steps("analysis.ipynb")) == 4
+
+
+@pytest.mark.parametrize("session", [5, ["analysis.ipynb"], {"a": 1}, "\ud800"])
+async def test_malformed_session_is_a_bad_request_not_the_default(
+        jp_fetch: Any, store_dir: Path, session: Any) -> None:
+    """A session that is not text is refused; it never falls back to the notebook's own."""
+    body = json.dumps({"path": NOTEBOOK, "session": session})
+
+    code, reply = await refused(jp_fetch, "reset", method="POST", body=body)
+
+    assert code == 400 and "'session'" in reply["error"]
+    with Store(store_dir) as store:
+        assert len(Catalog(store).steps("analysis.ipynb")) == 4
+
+
+async def test_unencodable_path_is_a_bad_request(jp_fetch: Any, store_dir: Path) -> None:
+    code, reply = await refused(jp_fetch, "reset", method="POST",
+                                body=json.dumps({"path": "nb/\udc80\ud800.ipynb"}))
+
+    assert code == 400 and set(reply) == {"error"}

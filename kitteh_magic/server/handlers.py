@@ -4,6 +4,10 @@ Every route takes the notebook's API path; the store and default session follow 
 the kernel derives them (see :mod:`kitteh_magic.server.notebooks`), so a client never names a
 directory. Store work runs in a worker thread: SQLite may wait on a busy kernel's write lock, and
 the server must stay responsive meanwhile. Only JSON metadata is read; nothing is unpickled.
+
+Bad client input is a 4xx with a one-line ``{"error": ...}``, never a server error: bodies are
+streamed and capped before they are read (413), JSON that is not an object of text fields, or
+nested past the parser's recursion limit, is a 400, and so is a path no file could have.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from kitteh_magic.server.notebooks import NotebookStore, PathRefused, resolve
+from kitteh_magic.server.notebooks import (
+    NotebookStore,
+    PathOutside,
+    PathRefused,
+    real_store,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from kitteh_magic.store import Store
@@ -27,15 +37,25 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 ROUTE = "kitteh-magic"
+MAX_BODY = 2**20
+"""Largest request body, in bytes: requests are a notebook path and two names."""
 
 
 class StoreUnreadable(Exception):
     """The store exists but cannot be read (corrupt index, foreign files, permissions)."""
 
 
+class Refused(tornado.web.HTTPError):
+    """A request answered with a 4xx and a one-line ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status)
+        self.message = message
+
+
 @contextmanager
-def _opened(directory: Path) -> Iterator[Store]:
-    """Open a store for one request, closing it afterwards.
+def _opened(found: NotebookStore, real: Path) -> Iterator[Store]:
+    """Open a store for one request at its checked real path, closing it afterwards.
 
     A fresh handle per request (a few milliseconds) rather than a cached one: a store that was
     deleted, replaced or repaired between two polls is then always read as it is now.
@@ -43,9 +63,9 @@ def _opened(directory: Path) -> Iterator[Store]:
     from kitteh_magic.store import Store
 
     try:
-        store = Store(directory)
+        store = Store(real)
     except Exception as exc:  # any failure to open is the same answer to the user
-        raise StoreUnreadable(_unreadable(directory, exc)) from exc
+        raise StoreUnreadable(_unreadable(found.store, exc)) from exc
     try:
         yield store
     finally:
@@ -62,10 +82,18 @@ def _with_store(found: NotebookStore, work: Callable[[Store], T], empty: T) -> T
 
     A missing store is not created: opening a notebook in the sidebar must not leave a
     ``.kitteh/`` folder behind.
+
+    Raises:
+        PathOutside: The store leads outside the server root (:func:`real_store`).
+        StoreUnreadable: The store cannot be opened or read.
     """
-    if not found.store.is_dir():
-        return empty
-    with _opened(found.store) as store:
+    try:
+        real = real_store(found)
+        if not real.is_dir():
+            return empty
+    except OSError as exc:
+        raise StoreUnreadable(_unreadable(found.store, exc)) from exc
+    with _opened(found, real) as store:
         try:
             return work(store)
         except StoreUnreadable:
@@ -125,59 +153,123 @@ def _reset(found: NotebookStore, session: str) -> dict[str, Any]:
     return {"session": session, "removed": removed}
 
 
+@tornado.web.stream_request_body
 class DurableHandler(APIHandler):
-    """Shared plumbing: argument parsing, path checks and JSON errors."""
+    """Shared plumbing: body cap, argument parsing, path checks and JSON errors.
+
+    Bodies are streamed (``stream_request_body``) so that the cap holds before they are read:
+    without it tornado buffers a whole body, up to the server's ``max_body_size`` (512 MiB by
+    default), before any handler code runs.
+    """
+
+    _received: bytearray
+
+    async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler.prepare
+        """Authenticate as every API handler does, then refuse a body declared over the cap.
+
+        Answering here, before tornado reads the body, closes the connection after the answer;
+        a client that waits for ``100 Continue`` (curl does for large bodies) never sends it.
+        """
+        self._received = bytearray()
+        await super().prepare()
+        try:
+            declared = int(self.request.headers.get("Content-Length", "0"))
+        except ValueError:
+            declared = -1
+        if declared < 0:
+            raise Refused(400, "the Content-Length header must be a number of bytes")
+        if declared > MAX_BODY:
+            raise Refused(413, _too_large(declared))
+
+    def data_received(self, chunk: bytes) -> None:
+        """Collect the body, refusing it as soon as it passes the cap (a chunked body declares
+        no length)."""
+        self._received += chunk
+        if len(self._received) > MAX_BODY:
+            self._received = bytearray()
+            self._fail(413, _too_large(None))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Our refusals as ``{"error": ...}``; tornado's own (a missing user) as it writes them."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, Refused):
+            self._fail(status_code, error.message)
+        else:
+            super().write_error(status_code, **kwargs)
 
     def _root(self) -> str:
         return str(self.settings["server_root_dir"])
 
     def _fail(self, status: int, message: str) -> None:
         self.set_status(status)
+        self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": message}))
 
-    def _resolve(self, path: str | None) -> NotebookStore | None:
-        if not path:
-            self._fail(400, "missing 'path': the notebook's path relative to the server root")
-            return None
+    def _resolve(self, path: str | None) -> NotebookStore:
+        if path is None:
+            raise Refused(400, "missing 'path': the notebook's path relative to the server root")
         try:
             return resolve(path, self._root())
+        except PathOutside as exc:
+            raise Refused(403, str(exc)) from exc
         except PathRefused as exc:
-            self._fail(403 if "outside" in str(exc) else 400, str(exc))
-            return None
+            raise Refused(400, str(exc)) from exc
 
-    def _body(self) -> dict[str, Any] | None:
+    def _body(self) -> dict[str, Any]:
         try:
-            body = json.loads(self.request.body or b"{}")
+            body = json.loads(bytes(self._received) or b"{}")
+        except RecursionError:
+            raise Refused(400, "the request body is nested too deeply to be a request") from None
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            self._fail(400, "the request body must be a JSON object")
-            return None
+            raise Refused(400, "the request body must be a JSON object")
         return body
 
-    def _posted(self) -> tuple[dict[str, Any], NotebookStore, str] | None:
+    def _posted(self) -> tuple[dict[str, Any], NotebookStore, str]:
         """A POST's body, its notebook's store and the session it names (default: the
-        notebook's); None when the request was answered with an error."""
+        notebook's)."""
         body = self._body()
-        if body is None:
-            return None
-        found = self._resolve(self._text(body.get("path")))
-        if found is None:
-            return None
-        return body, found, self._text(body.get("session")) or found.session
+        found = self._resolve(_field(body, "path"))
+        return body, found, _field(body, "session") or found.session
 
-    @staticmethod
-    def _text(value: object) -> str | None:
-        return value if isinstance(value, str) and value else None
+    def _queried(self, name: str) -> str | None:
+        return _field({name: self.get_query_argument(name, None)}, name)
 
     async def _answer(self, work: Callable[[], dict[str, Any]]) -> None:
         try:
             reply = await asyncio.to_thread(work)
+        except PathOutside as exc:
+            raise Refused(403, str(exc)) from exc
         except StoreUnreadable as exc:
             self.log.warning("kitteh_magic: %s", exc)
             self._fail(500, str(exc))
             return
         self.finish(json.dumps(reply))
+
+
+def _too_large(size: int | None) -> str:
+    what = f"the request body ({size} bytes)" if size is not None else "the request body"
+    return f"{what} is over the {MAX_BODY} bytes a request of the durable sidebar can take"
+
+
+def _field(source: dict[str, Any], name: str) -> str | None:
+    """A text field of a request: None when absent, null or empty.
+
+    Raises:
+        Refused: The field is not a string, or not text (JSON can carry unpaired surrogates,
+            which no store key or file name can hold).
+    """
+    value = source.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Refused(400, f"'{name}' must be a string, not {type(value).__name__}")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise Refused(400, f"'{name}' is not valid text (it holds an unpaired surrogate)") from None
+    return value
 
 
 class SessionsHandler(DurableHandler):
@@ -186,9 +278,8 @@ class SessionsHandler(DurableHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         """List the sessions of the notebook's store."""
-        found = self._resolve(self.get_query_argument("path", None))
-        if found is not None:
-            await self._answer(lambda: _sessions(found))
+        found = self._resolve(self._queried("path"))
+        await self._answer(lambda: _sessions(found))
 
 
 class StepsHandler(DurableHandler):
@@ -197,10 +288,8 @@ class StepsHandler(DurableHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         """List the steps of a session (the notebook's default session unless named)."""
-        found = self._resolve(self.get_query_argument("path", None))
-        if found is None:
-            return
-        session = self._text(self.get_query_argument("session", None)) or found.session
+        found = self._resolve(self._queried("path"))
+        session = self._queried("session") or found.session
         await self._answer(lambda: _steps(found, session))
 
 
@@ -210,14 +299,10 @@ class InvalidateHandler(DurableHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         """Invalidate one step."""
-        posted = self._posted()
-        if posted is None:
-            return
-        body, found, session = posted
-        step = self._text(body.get("step"))
+        body, found, session = self._posted()
+        step = _field(body, "step")
         if step is None:
-            self._fail(400, "missing 'step': the name of the step to invalidate")
-            return
+            raise Refused(400, "missing 'step': the name of the step to invalidate")
         await self._answer(lambda: _invalidate(found, session, step))
 
 
@@ -227,10 +312,7 @@ class ResetHandler(DurableHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         """Reset one session."""
-        posted = self._posted()
-        if posted is None:
-            return
-        _, found, session = posted
+        _, found, session = self._posted()
         await self._answer(lambda: _reset(found, session))
 
 

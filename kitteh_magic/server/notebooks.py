@@ -1,22 +1,34 @@
 """Which store and session belong to a notebook the server was asked about.
 
-Pure path logic with no ``jupyter_server`` import, so it is unit-testable on its own. The kernel
+Path logic with no ``jupyter_server`` import, so it is unit-testable on its own. The kernel
 learns its notebook from ``$JPY_SESSION_NAME``, which Jupyter Server builds by joining its root
 directory with the notebook's API path; :func:`resolve` builds the same string and hands it to
 :mod:`kitteh_magic.locate`, so the sidebar and the kernel name the same store and session.
+:func:`real_store` then follows the links on the way to the store, so that nothing a request
+opens lies outside the server root.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from kitteh_magic import locate
 
+NAME_MAX = 255
+"""Longest file name in bytes (Linux, macOS): a longer segment cannot name anything."""
+PATH_MAX = 4096
+"""Longest path in bytes (Linux): a longer one fails every system call with ENAMETOOLONG."""
+
 
 class PathRefused(ValueError):
-    """An API path that names nothing inside the server's root (``..``, absolute, symlinked out)."""
+    """An API path that names no notebook (empty, not ``.ipynb``, too long, not text)."""
+
+
+class PathOutside(PathRefused):
+    """An API path, or the store it leads to, outside the server's root (``..``, symlinks)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,18 @@ class NotebookStore:
     """The notebook's OS path, as the kernel sees it in ``$JPY_SESSION_NAME``."""
     store: Path
     session: str
+    within: Path
+    """The real directory the store must lie in: the server root, or the store itself when
+    ``$KITTEH_MAGIC_DIR`` names it (the server's own configuration, not a client's choice)."""
+    configured: bool = False
+    """Whether ``$KITTEH_MAGIC_DIR`` named the store."""
+
+
+def _shown(api_path: str) -> str:
+    """The API path for a message: quoted, and cut when absurdly long."""
+    if len(api_path) <= 120:
+        return repr(api_path)
+    return f"{api_path[:100]!r}... ({len(api_path)} chars)"
 
 
 def os_path(api_path: str, root_dir: str) -> str:
@@ -40,24 +64,38 @@ def os_path(api_path: str, root_dir: str) -> str:
         The normalised OS path (symlinks kept, as Jupyter Server gives it to kernels).
 
     Raises:
-        PathRefused: The path is empty, not a notebook, or outside the root (also via symlinks).
+        PathOutside: The path is outside the root (also via symlinks).
+        PathRefused: The path is empty, not a notebook, too long or not encodable.
 
     >>> os_path("sub/a.ipynb", "/srv/root")
     '/srv/root/sub/a.ipynb'
     >>> os_path("../etc/a.ipynb", "/srv/root")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
-    PathRefused: '../etc/a.ipynb' is outside the server root
+    PathOutside: '../etc/a.ipynb' is outside the server root
+    >>> os_path("a/" * 3000 + "b.ipynb", "/srv/root")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    PathRefused: 'a/a/a/...'... (6007 chars) is too long for a file path (...)
     """
     if not api_path or not api_path.endswith(".ipynb"):
-        raise PathRefused(f"{api_path!r} is not a notebook path (expected a path ending in .ipynb)")
+        raise PathRefused(
+            f"{_shown(api_path)} is not a notebook path (expected a path ending in .ipynb)")
     parts = [part for part in api_path.strip("/").split("/") if part]
     if any(part in ("..", ".") for part in parts) or "\\" in api_path or "\0" in api_path:
-        raise PathRefused(f"{api_path!r} is outside the server root")
+        raise PathOutside(f"{_shown(api_path)} is outside the server root")
     root = os.path.normpath(os.path.abspath(root_dir))
     path = os.path.normpath(os.path.join(root, *parts))
+    try:
+        encoded = os.fsencode(path)
+    except UnicodeEncodeError:
+        raise PathRefused(f"{_shown(api_path)} is not a file name this system can encode") from None
+    # Checked before any system call sees the path: those fail with ENAMETOOLONG (an OSError
+    # that would otherwise surface as a server error) or walk thousands of segments.
+    if len(encoded) >= PATH_MAX or any(len(os.fsencode(part)) > NAME_MAX for part in parts):
+        raise PathRefused(f"{_shown(api_path)} is too long for a file path (at most {PATH_MAX} "
+                          f"bytes in all and {NAME_MAX} per name)")
     real_root = os.path.realpath(root)
-    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-        raise PathRefused(f"{api_path!r} is outside the server root")
+    if not _inside(real_root, os.path.realpath(path)):
+        raise PathOutside(f"{_shown(api_path)} is outside the server root")
     return path
 
 
@@ -80,4 +118,46 @@ def resolve(api_path: str, root_dir: str) -> NotebookStore:
     """
     notebook = os_path(api_path, root_dir)
     store = locate.store_dir(notebook)
-    return NotebookStore(notebook, store, locate.session_name(notebook, store))
+    configured = bool(os.environ.get(locate.STORE_ENV))
+    within = os.path.realpath(store if configured else root_dir)
+    return NotebookStore(notebook, store, locate.session_name(notebook, store), Path(within),
+                         configured)
+
+
+STORE_PARTS = ("index",)
+"""Directories of a store whose entries opening it touches, besides the store's own entries:
+``Store`` creates and chmods ``index/``, ``blobs/`` and ``tmp/``; SQLite opens, and follows
+links in, ``index/cache.db*``. The blob files are not opened for metadata."""
+
+
+def real_store(found: NotebookStore) -> Path:
+    """The real path of the notebook's store, refusing a store that leads outside its bounds.
+
+    A ``.kitteh`` that is a symlink, or a store whose ``index`` (or its database) is one, would
+    make a request read or reset another directory's store; every link on the way to what a
+    request opens must end inside ``found.within``. The caller opens the returned real path, so
+    a ``.kitteh`` link replaced after the check does not redirect it (a link swapped inside the
+    store in between still would: a race only someone who can write the store can run).
+
+    Raises:
+        PathOutside: The store, or one of its entries, leads outside ``found.within``.
+        OSError: A directory of the store cannot be listed (permissions).
+    """
+    within = str(found.within)
+    real = os.path.realpath(found.store)
+    paths = [real]
+    for directory in (real, *(os.path.join(real, part) for part in STORE_PARTS)):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), \
+                os.scandir(directory) as entries:
+            paths.extend(os.path.realpath(entry.path) for entry in entries)
+    if not all(_inside(within, path) for path in paths):
+        bounds, fix = ((f"${locate.STORE_ENV}", "replace the link by the directory itself")
+                       if found.configured else
+                       ("the server root", "keep the notebook's store inside the server root"))
+        raise PathOutside(f"the store {str(found.store)!r} is a link, or holds one, that leads "
+                          f"outside {bounds}; refusing to open it: {fix}")
+    return Path(real)
+
+
+def _inside(root: str, path: str) -> bool:
+    return os.path.commonpath([root, path]) == root
