@@ -201,20 +201,37 @@ def test_timeout_ends_the_cell(sdk_kernel: Kernel, server: CountingServer) -> No
 
 
 def test_changed_call_sequence_is_a_nondeterminism_error(
-        sdk_kernel: Kernel, server: CountingServer) -> None:
-    first = ("%%durable seq\nimport urllib.request\nfor p in ['item/1', 'item/2']:\n"
-             "    urllib.request.urlopen(f'{BASE}/{p}').read()\nraise RuntimeError('stop')")
+        sdk_kernel: Kernel, server: CountingServer, tmp_path: Path) -> None:
+    # The same step version (same code and inputs) calls something else at a journaled
+    # position: here the path comes from a file, which is not an input.
+    paths = tmp_path / "paths.txt"
+    paths.write_text("item/1 item/2")
+    first = (f"%%durable seq\nimport urllib.request\nfor p in open({str(paths)!r}).read()"
+             ".split():\n    urllib.request.urlopen(f'{BASE}/{p}').read()\n"
+             "raise RuntimeError('stop')")
     sdk_kernel.run(first)
-    edited = first.replace("'item/2'", "'item/5'")
-    result = sdk_kernel.run(edited)
+    paths.write_text("item/1 item/5")
+    result = sdk_kernel.run(first)
     assert result.error is not None and result.error["ename"] == "NondeterminismError"
     message = result.error["evalue"]
     assert "'seq'" in message and "#2" in message and "--force" in message
     assert "urllib.request.urlopen" in message
     assert server.hits["/item/5"] == 0
-    forced = sdk_kernel.run(edited.replace("%%durable seq", "%%durable seq --force"))
+    forced = sdk_kernel.run(first.replace("%%durable seq", "%%durable seq --force"))
     assert forced.error is not None and forced.error["ename"] == "RuntimeError"
     assert (server.hits["/item/1"], server.hits["/item/5"]) == (2, 1)
+
+
+def test_an_edited_cell_starts_a_new_execution(
+        sdk_kernel: Kernel, server: CountingServer) -> None:
+    # A journal belongs to one execution of one step version (DESIGN §4.14).
+    first = ("%%durable seq\nimport urllib.request\nfor p in ['item/1', 'item/2']:\n"
+             "    urllib.request.urlopen(f'{BASE}/{p}').read()\nraise RuntimeError('stop')")
+    sdk_kernel.run(first)
+    edited = first.replace("'item/2'", "'item/5'")
+    result = sdk_kernel.run(edited)
+    assert result.error is not None and result.error["ename"] == "RuntimeError"
+    assert (server.hits["/item/1"], server.hits["/item/2"], server.hits["/item/5"]) == (2, 1, 1)
 
 
 def test_interrupted_effect_is_not_repeated_silently(

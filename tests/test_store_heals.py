@@ -184,3 +184,53 @@ def test_a_lost_large_activity_result_is_called_again_once(
     assert "DamagedStoreWarning" in first.stderr
     assert kernel.run(BIG_RESULTS).replayed
     assert hits(server) == [2, 1, 1]
+
+
+# Kind 4: damaged metadata heals on the next run --------------------------------------------------
+POINTER_DAMAGE = {
+    "not JSON": "{oops",
+    "a required field missing": '{"step": "job"}',
+    "a field of the wrong type": None,  # keys: a number instead of a list
+    "a JSON list": "[1, 2]",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(POINTER_DAMAGE))
+def test_a_damaged_step_pointer_heals_with_one_run(
+        kernel: Kernel, server: CountingServer, tmp_path: Path, damage: str) -> None:
+    store = tmp_path / "store"
+    kernel.ok("%load_ext kitteh_magic")
+    assert kernel.ok(calls("job")).text == "3"
+    (key, value), = rows(store, "km1/ptr/%")
+    bad = POINTER_DAMAGE[damage]
+    if bad is None:
+        bad = str(value).replace('"keys":[', '"keys":7,"old":[')
+    put_rows(store, [(key, bad)])
+    first = kernel.run(calls("job"))
+    assert first.error is None and first.text == "3"
+    assert "DamagedStoreWarning" in first.stderr, first.stderr
+    status = kernel.run("%durable status")
+    assert status.error is None and "job" in str(status.displays)
+    assert kernel.run(calls("job")).replayed
+    assert hits(server) in ([1, 1, 1], [2, 2, 2])  # replayed, or executed once: never more
+    kernel.restart()
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    assert kernel.run(calls("job")).replayed
+
+
+def test_an_index_that_is_not_a_database_is_moved_aside(
+        kernel: Kernel, server: CountingServer, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    kernel.ok("%load_ext kitteh_magic")
+    assert kernel.ok(calls("job")).text == "3"
+    kernel.kill()
+    for path in (store / "index").iterdir():
+        path.write_bytes(b"garbage" * 4096)
+    kernel.restart()
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    first = kernel.run(calls("job"))
+    assert first.error is None and first.text == "3"
+    assert "moved to" in first.stderr + first.stdout, first.stderr
+    assert kernel.run(calls("job")).replayed
+    assert hits(server) == [2, 2, 2]
+    assert [p.name for p in store.iterdir() if p.name.startswith("index.damaged-")]

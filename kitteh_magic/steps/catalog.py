@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import DamagedRecordError
 from .records import (
@@ -28,24 +28,43 @@ from .records import (
 if TYPE_CHECKING:
     from ..store import Store
 
+_D = TypeVar("_D", SessionDoc, StepPointer)
+
 
 class Catalog:
     """The sessions and steps recorded in one store."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.damaged: list[DamagedRecordError] = []
+        """Metadata documents that failed their check and were skipped (for reports)."""
+
+    def _read(self, keys: list[str], kind: type[_D]) -> list[_D]:
+        """The documents at ``keys`` that pass their check; the others are noted in ``damaged``."""
+        found: list[_D] = []
+        for key in keys:
+            try:
+                doc = self.store.get_json(key)
+                if doc is not None:
+                    found.append(kind.checked(key, doc))
+            except DamagedRecordError as err:
+                self.damaged.append(err)
+        return found
 
     # sessions -------------------------------------------------------------------------------
     def sessions(self) -> list[SessionDoc]:
         """Every session of the store, oldest first."""
-        docs = (self.store.get_json(k) for k in self.store.keys(SESSION_PREFIX))
-        found = [SessionDoc.from_doc(d) for d in docs if d is not None]
+        found = self._read(self.store.keys(SESSION_PREFIX), SessionDoc)
         return sorted(found, key=lambda s: (s.created, s.name))
 
     def session(self, name: str) -> SessionDoc | None:
-        """One session, or None when it has no record yet."""
-        doc = self.store.get_json(session_key(name))
-        return None if doc is None else SessionDoc.from_doc(doc)
+        """One session, or None when it has no record yet (or a damaged one).
+
+        Raises:
+            DamagedRecordError: never; a damaged document is noted in ``damaged``.
+        """
+        found = self._read([session_key(name)], SessionDoc)
+        return found[0] if found else None
 
     def claim_seq(self, session: str, notebook: str | None) -> int:
         """The next position in the session's order, creating the session on first use."""
@@ -53,38 +72,51 @@ class Catalog:
 
         def bump(doc: dict[str, Any] | None) -> dict[str, Any]:
             nonlocal seq
-            current = SessionDoc.from_doc(doc) if doc else SessionDoc(
+            current = self._healed(session_key(session), doc, SessionDoc) or SessionDoc(
                 name=session, notebook=notebook, created=time.time())
             seq = current.next_seq
             current.next_seq += 1
             return current.to_doc()
 
-        self.store.update_json(session_key(session), bump)
+        self.store.update_json(session_key(session), bump, damaged=self.damaged.append)
         return seq
 
     # steps ----------------------------------------------------------------------------------
     def steps(self, session: str) -> list[StepPointer]:
         """The session's steps in order of first appearance."""
-        docs = (self.store.get_json(k) for k in self.store.keys(pointer_prefix(session)))
-        found = [StepPointer.from_doc(d) for d in docs if d is not None]
+        found = self._read(self.store.keys(pointer_prefix(session)), StepPointer)
         return sorted(found, key=lambda p: (p.seq, p.started))
 
     def pointer(self, session: str, step: str) -> StepPointer | None:
-        """A step's latest state."""
-        doc = self.store.get_json(pointer_key(session, step))
-        return None if doc is None else StepPointer.from_doc(doc)
+        """A step's latest state; None when it has none (or a damaged one, noted in
+        ``damaged``: the step's next run rewrites it)."""
+        found = self._read([pointer_key(session, step)], StepPointer)
+        return found[0] if found else None
 
     def update_pointer(self, session: str, step: str,
                        change: Callable[[StepPointer | None], StepPointer | None],
                        ) -> StepPointer | None:
         """Atomically read, change and write a step's pointer (None deletes it)."""
 
+        key = pointer_key(session, step)
+
         def apply(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            new = change(None if doc is None else StepPointer.from_doc(doc))
+            new = change(self._healed(key, doc, StepPointer))
             return None if new is None else new.to_doc()
 
-        result = self.store.update_json(pointer_key(session, step), apply)
+        result = self.store.update_json(key, apply, damaged=self.damaged.append)
         return None if result is None else StepPointer.from_doc(result)
+
+    def _healed(self, key: str, doc: dict[str, Any] | None, kind: type[_D]) -> _D | None:
+        """A document about to be rewritten: a damaged one counts as absent (noted in
+        ``damaged``), so the write replaces it."""
+        if doc is None:
+            return None
+        try:
+            return kind.checked(key, doc)
+        except DamagedRecordError as err:
+            self.damaged.append(err)
+            return None
 
     def record(self, step_key: str) -> StepRecord | None:
         """The record of one version of a step; DamagedRecordError if it fails verification."""
@@ -151,10 +183,8 @@ class Catalog:
     def live_records(self) -> set[str]:
         """Record keys that some session's pointer still references."""
         live: set[str] = set()
-        for key in self.store.keys(POINTER_PREFIX):
-            doc = self.store.get_json(key)
-            if doc is not None:
-                live.update(StepPointer.from_doc(doc).keys)
+        for ptr in self._read(self.store.keys(POINTER_PREFIX), StepPointer):
+            live.update(ptr.keys)
         return live
 
     def all_records(self) -> list[str]:

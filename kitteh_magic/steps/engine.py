@@ -64,6 +64,7 @@ class Engine:
         self.auto = False
         """Whether ``%durable on`` is in force."""
         self._store: Store | None = None
+        self._catalog: Catalog | None = None
         self._proc_start = psutil.Process().create_time()
 
     @property
@@ -75,8 +76,19 @@ class Engine:
 
     @property
     def catalog(self) -> Catalog:
-        """Metadata operations over the store."""
-        return Catalog(self.store)
+        """Metadata operations over the store (one, so its ``damaged`` notes are kept)."""
+        store = self.store
+        if self._catalog is None or self._catalog.store is not store:
+            self._catalog = Catalog(store)
+        return self._catalog
+
+    def take_damaged(self) -> list[Exception]:
+        """The damaged metadata documents met since the last call (none if no store is open)."""
+        if self._catalog is None:
+            return []
+        found: list[Exception] = list(self._catalog.damaged)
+        self._catalog.damaged.clear()
+        return found
 
     def close(self) -> None:
         """Flush and close the store."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Self, TypeAlias
 from urllib.parse import quote
 
+from ..errors import DamagedRecordError
+
 KEY_PREFIX = "km1/"
 SESSION_PREFIX = KEY_PREFIX + "ses/"
 POINTER_PREFIX = KEY_PREFIX + "ptr/"
@@ -114,6 +116,39 @@ class _Doc:
     def from_doc(cls, doc: dict[str, Any]) -> Self:
         names = _field_names(cls)
         return cls(**{k: v for k, v in doc.items() if k in names})
+
+    @classmethod
+    def checked(cls, key: str, doc: object) -> Self:
+        """:meth:`from_doc` after checking every field's JSON type (metadata read from disk).
+
+        Raises:
+            DamagedRecordError: not an object, a required field missing, or a field of the
+                wrong type (``format``).
+        """
+        if not isinstance(doc, dict):
+            raise DamagedRecordError(key, "format", f"JSON {type(doc).__name__}, not an object")
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in doc:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise DamagedRecordError(key, "format", f"field {f.name!r} is missing")
+                continue
+            expected = _JSON_TYPES.get(str(f.type))
+            if expected is not None and not isinstance(doc[f.name], expected):
+                raise DamagedRecordError(key, "format", f"field {f.name!r} is a "
+                                         f"{type(doc[f.name]).__name__}, expected {f.type}")
+        return cls.from_doc(doc)
+
+
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str, "int": int, "float": (int, float), "bool": bool,
+    "str | None": (str, type(None)), "State": str,
+    "list[str]": list, "dict[str, str]": dict, "dict[str, Any]": dict,
+    "dict[str, dict[str, Any]]": dict, "list[dict[str, Any]]": list,
+    "ValueRef | None": (dict, type(None)), "dict[str, Any] | None": (dict, type(None)),
+    "Literal['executed', 'replayed', '']": str,
+    'Literal["executed", "replayed", ""]': str,
+}
+"""Annotation (as written, ``from __future__ import annotations``) -> the JSON types allowed."""
 
 
 @dataclass

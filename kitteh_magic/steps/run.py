@@ -109,7 +109,9 @@ class StepRun:
             self._check_revision(record)
             if not record.complete:
                 return False
-            return self._restore(record)
+            replayed = self._restore(record)
+            self._report_damage()
+            return replayed
         except DamagedRecordError as err:
             engine.warn(DamagedStoreWarning, f"step {self.name!r}: {err}; it will run again and "
                         "its record will be rewritten.")
@@ -132,6 +134,13 @@ class StepRun:
             raise DamagedRecordError(record_key(record.key), "rollback",
                                      f"revision {record.revision} is older than revision "
                                      f"{ptr.revision}, which this step last saw")
+
+    def _report_damage(self) -> None:
+        """Warn about the damaged metadata this run met (its pointer, its session): the run
+        rewrites them, so they heal."""
+        for err in self.engine.take_damaged():
+            self.engine.warn(DamagedStoreWarning, f"step {self.name!r}: {err}; this run "
+                             "rewrites it.")
 
     def _heal(self) -> None:
         """Drop every damaged value of the record, so that one recompute rewrites them all."""
@@ -257,6 +266,7 @@ class StepRun:
             self._finish(exc_type, exc, tb)
         finally:
             self._known, self._observation = {}, None  # release the objects they held
+            self._report_damage()
 
     def _finish(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                 tb: TracebackType | None) -> None:

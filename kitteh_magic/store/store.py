@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
@@ -24,7 +25,7 @@ import diskcache
 from diskcache.core import MODE_RAW
 
 from kitteh_magic import locate
-from kitteh_magic.errors import DamagedRecordError, StoreError
+from kitteh_magic.errors import DamagedRecordError, DamagedStoreWarning, StoreError
 from kitteh_magic.store import identity
 from kitteh_magic.store.blobs import BlobFiles, Durability
 from kitteh_magic.store.frames import (
@@ -66,6 +67,14 @@ class ValueRef(TypedDict):
     """Digests of the stored values this one refers to (identity kept across values)."""
 
 
+_PINNED: dict[str, Any] = {
+    **diskcache.DEFAULT_SETTINGS,
+    # The store is not a cache: nothing may be evicted behind a record's back.
+    "eviction_policy": "none", "cull_limit": 0, "statistics": False, "tag_index": False,
+}
+"""Every diskcache setting, given explicitly (see :meth:`Store._open_index`)."""
+
+
 def value_key(digest: str) -> str:
     """The index key of a small value.
 
@@ -102,13 +111,9 @@ class Store:
         self.verify_limit = verify_limit
         self._signer = Signer(key_file if key_file is not None else locate.key_file())
         try:
-            for path in (self.directory, self.directory / "index", self.directory / "blobs",
-                         self.directory / "tmp"):
+            for path in (self.directory, self.directory / "blobs", self.directory / "tmp"):
                 _private_dir(path)
-            self._cache = diskcache.Cache(
-                str(self.directory / "index"), disk=SignedDisk, timeout=60,
-                # The store is not a cache: nothing may be evicted behind a record's back.
-                eviction_policy="none", cull_limit=0, statistics=False, tag_index=False)
+            self._cache = self._open_index()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot open the store {str(self.directory)!r}: {exc}. Choose a writable "
@@ -119,6 +124,31 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.directory)!r})"
+
+    def _open_index(self) -> diskcache.Cache:
+        """Open the SQLite index; one that is not a database is moved aside for a new one.
+
+        Every diskcache setting is passed, so none is read from the index's ``Settings`` table:
+        a value written there (``sqlite_journal_mode``, ``disk_min_file_size``) cannot change
+        how the store works.
+        """
+        index = self.directory / "index"
+        for attempt in (1, 2):
+            try:
+                _private_dir(index)
+                return diskcache.Cache(str(index), disk=SignedDisk, timeout=60, **_PINNED)
+            except (sqlite3.DatabaseError, FileExistsError, NotADirectoryError) as exc:
+                if attempt == 2 or (isinstance(exc, sqlite3.OperationalError)
+                                    and "locked" in str(exc)):
+                    raise
+                aside = index.with_name(f"index.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                        f"{os.getpid()}")
+                os.rename(index, aside)
+                warnings.warn(f"the store's index {str(index)!r} is damaged ({exc}); it was "
+                              f"moved to {aside.name!r} and a new one started: steps run "
+                              "again once and rewrite their records.", DamagedStoreWarning,
+                              stacklevel=4)
+        raise AssertionError("unreachable")
 
     # -- values -------------------------------------------------------------------------------
 
@@ -280,16 +310,25 @@ class Store:
                 (key, now, now, MODE_RAW, text))
 
     def update_json(self, key: str,
-                    fn: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+                    fn: Callable[[dict[str, Any] | None], dict[str, Any] | None], *,
+                    damaged: Callable[[DamagedRecordError], None] | None = None,
                     ) -> dict[str, Any] | None:
         """Atomically replace the document at ``key`` by ``fn(current)`` across processes.
 
         ``fn`` may run while other writers wait, so keep it short; it returns ``None`` to delete
-        the key. The new document is stored unsigned. Returns what ``fn`` returned.
+        the key. The new document is stored unsigned. Returns what ``fn`` returned. A current
+        document that is not JSON is given to ``damaged`` and ``fn`` sees None: it is replaced.
         """
         with self._failing("update " + key), self._cache.transact(retry=True):
             raw = self._cache.get(key, _MISSING)
-            new = fn(None if raw is _MISSING else decode_json(key, raw, None))
+            try:
+                current = None if raw is _MISSING else decode_json(key, raw, None)
+            except DamagedRecordError as err:
+                if damaged is None:
+                    raise
+                damaged(err)
+                current = None
+            new = fn(current)
             if new is None:
                 self._cache.delete(key)
             else:
