@@ -67,3 +67,21 @@ def test_existing_directories_are_left_as_they_are(tmp_path: Path) -> None:
 
     assert oct(mode(config)) == "0o755"
     assert oct(mode(key.parent)) == "0o700" and oct(mode(key)) == "0o600"
+
+
+OPEN_STORE = """
+import os, sys
+os.umask(0)
+from kitteh_magic.store import Store
+Store(sys.argv[1]).put_json("km1/probe", {"ok": True})
+"""
+
+
+def test_store_directories_are_private_under_umask_000(tmp_path: Path) -> None:
+    """The store's own directories and every ancestor it creates are 0700 (DESIGN §4.9)."""
+    store = tmp_path / "a" / "b" / ".kitteh"
+    subprocess.run([sys.executable, "-c", OPEN_STORE, str(store)], check=True,
+                   env={**os.environ, "KITTEH_MAGIC_KEY_FILE": str(tmp_path / "key")})
+    created = [tmp_path / "a", tmp_path / "a" / "b", store, store / "index", store / "blobs",
+               store / "tmp"]
+    assert {str(d): oct(mode(d)) for d in created} == {str(d): "0o700" for d in created}

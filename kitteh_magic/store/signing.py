@@ -109,7 +109,7 @@ def _read_key(path: Path) -> bytes | None:
 
 def _create_key(path: Path) -> bytes:
     parent = path.parent
-    _private_parents(parent)
+    private_parents(parent)
     key = secrets.token_bytes(KEY_BYTES)
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=".key-")
     try:
@@ -133,7 +133,7 @@ def _create_key(path: Path) -> bytes:
     return key
 
 
-def _private_parents(directory: Path) -> None:
+def private_parents(directory: Path) -> None:
     """Create ``directory`` and each missing ancestor 0700, whatever the umask.
 
     ``Path.mkdir(mode=0o700, parents=True)`` gives the ancestors it creates 0777 minus the umask
@@ -143,7 +143,7 @@ def _private_parents(directory: Path) -> None:
 
     >>> import stat, tempfile, pathlib
     >>> base = pathlib.Path(tempfile.mkdtemp())
-    >>> _private_parents(base / "a" / "b")
+    >>> private_parents(base / "a" / "b")
     >>> [oct(stat.S_IMODE((base / p).stat().st_mode)) for p in ("a", "a/b")]
     ['0o700', '0o700']
     """

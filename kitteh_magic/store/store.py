@@ -40,7 +40,7 @@ from kitteh_magic.store.frames import (
 )
 from kitteh_magic.store.identity import Known, Resolve
 from kitteh_magic.store.notebook import restoring_into
-from kitteh_magic.store.signing import Signer
+from kitteh_magic.store.signing import Signer, private_parents
 
 STORE_FORMAT = 1
 KEY_PREFIX = "km1/"
@@ -544,7 +544,7 @@ def _digest_of(ref: Mapping[str, Any]) -> str:
 
 
 def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_parents(path)  # every directory it creates is 0700, whatever the umask
     info = path.stat()
     if info.st_mode & 0o077 and info.st_uid == os.getuid():
         os.chmod(path, 0o700)
