@@ -22,8 +22,8 @@ class DamagedRecordError(KittehError):
     Attributes:
         key: the store key of the record.
         reason: short machine-readable cause: ``truncated``, ``checksum``, ``signature``,
-            ``format``, ``version``, ``missing-blob`` or ``rollback`` (a record older than
-            one its step already saw, written back).
+            ``format``, ``version``, ``missing-blob``, ``unreadable`` or ``rollback`` (a
+            record older than one its step already saw, written back).
     """
 
     def __init__(self, key: str, reason: str, detail: str = "") -> None:

@@ -234,3 +234,64 @@ def test_an_index_that_is_not_a_database_is_moved_aside(
     assert kernel.run(calls("job")).replayed
     assert hits(server) == [2, 2, 2]
     assert [p.name for p in store.iterdir() if p.name.startswith("index.damaged-")]
+
+
+# Kinds 4 and 5: a damaged value heals with one recompute ----------------------------------------
+def _blob_as_directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+    (path / "inside").write_text("x")
+
+
+def _future_version(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[4] = 99  # the frame format version byte
+    path.write_bytes(bytes(data))
+
+
+def _flipped(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[200] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+BLOB_DAMAGE = {"a directory in its place": _blob_as_directory, "a future format": _future_version,
+               "a flipped byte": _flipped, "truncated": _truncated, "deleted": Path.unlink}
+
+OUTPUTS = textwrap.dedent("""\
+    %%durable many
+    import json, urllib.request
+    with urllib.request.urlopen(f"{BASE}/item/0") as response:
+        base = json.loads(response.read())["item"]
+    parts = {f"p{i}": bytes([i]) * 300_000 for i in range(6)}
+    p0, p1, p2, p3, p4, p5 = (parts[k] for k in sorted(parts))
+    total = base + sum(len(v) for v in parts.values())
+    total
+    """)
+
+
+@pytest.mark.parametrize("damage", sorted(BLOB_DAMAGE))
+def test_a_damaged_large_output_heals_with_one_recompute(
+        kernel: Kernel, server: CountingServer, tmp_path: Path, damage: str) -> None:
+    store = tmp_path / "store"
+    kernel.ok("%load_ext kitteh_magic")
+    assert kernel.ok(OUTPUTS).text == "1800000"
+    blobs = sorted(p for p in (store / "blobs").rglob("*") if p.is_file())
+    assert blobs, "no output was stored as a blob: test is moot"
+    for path in blobs:
+        BLOB_DAMAGE[damage](path)
+    kernel.restart()
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    first = kernel.run(OUTPUTS)
+    assert first.error is None and first.text == "1800000", first.error
+    assert "DamagedStoreWarning" in first.stderr
+    kernel.restart()
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    again = kernel.run(OUTPUTS)
+    assert again.replayed, again.stderr
+    assert kernel.value("p5[:2]") == b"\x05\x05"
+    assert server.hits["/item/0"] == 2, "more than one recompute"

@@ -14,7 +14,9 @@ import base64
 import contextlib
 import os
 import re
+import shutil
 import sqlite3
+import stat
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -51,7 +53,10 @@ _DIGEST = re.compile(r"[0-9a-f]{32}")
 _MISSING = object()
 # Damage that rewriting the same content repairs; the record is dropped so the next put_value
 # (which skips digests that exist) writes it again. "version" records belong to a newer writer.
-_DISCARD = frozenset({"truncated", "checksum", "format", "signature"})
+_DISCARD = frozenset({"truncated", "checksum", "format", "signature", "version", "unreadable"})
+"""Damage that is dropped on detection, so that saving the value again repairs it. A frame of
+a newer format is dropped too: the value it holds is rewritten in this version's format, which
+a newer reader also reads."""
 
 
 class ValueRef(TypedDict):
@@ -204,7 +209,11 @@ class Store:
                 return ValueRef(digest=digest, size=len(frame), kind="inline", type=value.type_name)
             path = self._blobs.path(digest)
             try:
-                size = path.stat().st_size
+                info = path.lstat()
+                if not stat.S_ISREG(info.st_mode):  # a directory or a link in its place
+                    self._drop(digest)
+                    raise FileNotFoundError(path)
+                size = info.st_size
             except FileNotFoundError:
                 parts, _ = frame_parts(value, self._signer)
                 size = self._blobs.write(digest, parts)
@@ -475,8 +484,8 @@ class Store:
                     data = self._blobs.read(digest)
                 except FileNotFoundError:
                     continue
-                except OSError as exc:
-                    raise DamagedRecordError(key, "missing-blob", f"unreadable: {exc}") from exc
+                except OSError as exc:  # a directory in its place, a permission taken away
+                    raise DamagedRecordError(key, "unreadable", str(exc)) from exc
                 return open_frame(data, key, digest, self._signer, verify_limit=verify_limit,
                                   copy_buffers=False)
             with self._failing("read " + key):
@@ -495,7 +504,11 @@ class Store:
     def _drop(self, digest: str) -> None:
         with self._failing("drop damaged value " + digest):
             self._cache.delete(value_key(digest), retry=True)
-            self._blobs.remove(digest)
+            path = self._blobs.path(digest)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)  # a directory where the blob should be
+            else:
+                self._blobs.remove(digest)
 
     def _rows(self, prefix: str) -> list[tuple[str, int, str | None, object]]:
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
