@@ -295,3 +295,35 @@ def test_a_damaged_large_output_heals_with_one_recompute(
     assert again.replayed, again.stderr
     assert kernel.value("p5[:2]") == b"\x05\x05"
     assert server.hits["/item/0"] == 2, "more than one recompute"
+
+
+# Kind 8: Ctrl-C while a step is saved ------------------------------------------------------------
+def test_an_interrupt_while_saving_leaves_the_step_runnable(
+        kernel: Kernel, server: CountingServer, tmp_path: Path) -> None:
+    ready, calm = tmp_path / "ready", tmp_path / "calm"
+    kernel.ok("%load_ext kitteh_magic\n" + textwrap.dedent(f"""\
+        import os, time
+        class Slow:
+            def __reduce__(self):  # saving it takes long until the test calms it
+                if not os.path.exists({str(calm)!r}):
+                    open({str(ready)!r}, "w").close()
+                    time.sleep(30)
+                return (Slow, ())
+        """))
+    cell = "%%durable slow\nimport urllib.request\nurllib.request.urlopen(f'{BASE}/item/0')\n" \
+           "thing = Slow()\n"
+    msg = kernel.send(cell)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert time.monotonic() < deadline, "saving never started"
+        time.sleep(0.05)
+    kernel.manager.interrupt_kernel()
+    result = kernel.collect(msg)
+    assert result.error is not None and result.error["ename"] == "KeyboardInterrupt"
+    assert "saving step 'slow' was interrupted" in result.error["evalue"]
+    status = kernel.ok("%durable status --json").text + str(kernel.ok("%durable status").displays)
+    assert "running" not in status, status
+    calm.touch()
+    assert not kernel.run(cell).replayed  # it runs again, the call from its journal
+    assert kernel.run(cell).replayed
+    assert hits(server, 1) == [1]

@@ -292,6 +292,19 @@ class StepRun:
                 self._save(duration)
             else:
                 self._mark_failed(exc, duration)
+        except KeyboardInterrupt:
+            # Ctrl-C while a large value was being written: nothing half-written is visible
+            # (blobs are renamed into place), the step is marked as not saved, and the
+            # interrupt still stops a Run All, without a traceback from our internals.
+            engine.note_plain_cell(self.spec.source)
+            try:
+                self._mark_unsaved("saving was interrupted")
+            except Exception as again:
+                engine.warn(InternalWarning, f"step {self.name!r}: its state could not be "
+                            f"marked unsaved ({type(again).__name__}: {again}).")
+            raise KeyboardInterrupt(f"saving step {self.name!r} was interrupted: its body ran, "
+                                    "its outputs are in the kernel, and it runs again next "
+                                    "time") from None
         except Exception as err:
             problem = f"could not be saved ({type(err).__name__}: {err})"
             engine.warn(StoreWriteWarning, f"step {self.name!r} ran but {problem}; it will "
