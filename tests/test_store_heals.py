@@ -7,6 +7,7 @@ every call; kills happen at exact commit points (``kitteh_magic/faults.py``).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import textwrap
 import time
@@ -321,9 +322,33 @@ def test_an_interrupt_while_saving_leaves_the_step_runnable(
     result = kernel.collect(msg)
     assert result.error is not None and result.error["ename"] == "KeyboardInterrupt"
     assert "saving step 'slow' was interrupted" in result.error["evalue"]
-    status = kernel.ok("%durable status --json").text + str(kernel.ok("%durable status").displays)
-    assert "running" not in status, status
+    status = kernel.ok("%durable status --json").stdout
+    assert "slow" in status and '"running"' not in status, status
     calm.touch()
     assert not kernel.run(cell).replayed  # it runs again, the call from its journal
     assert kernel.run(cell).replayed
     assert hits(server, 1) == [1]
+
+
+# Kind 7: large data is verified after an O(1) restore ---------------------------------------------
+def test_large_data_altered_on_disk_is_caught_after_the_restore(
+        kernel: Kernel, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    cell = "%%durable big\nimport numpy as np\na = np.arange(34_000_000, dtype=np.float64)\n"
+    kernel.ok("%load_ext kitteh_magic")
+    kernel.ok(cell)  # 272 MB: above the 256 MiB limit of checksums on restore
+    kernel.restart()
+    [blob] = [p for p in (store / "blobs").rglob("*") if p.is_file()]
+    with blob.open("r+b") as handle:
+        handle.seek(-4096, os.SEEK_END)
+        handle.write(b"\x00" * 8)
+    kernel.ok("%load_ext kitteh_magic")
+    first = kernel.run(cell)
+    assert first.replayed  # O(1): the restore itself checks sizes only
+    deadline = time.monotonic() + 60
+    while "invalidated" not in kernel.ok("%durable status --json").stdout:
+        assert time.monotonic() < deadline, "the background check never invalidated the step"
+        time.sleep(0.2)
+    again = kernel.run(cell)
+    assert not again.replayed and again.error is None
+    assert kernel.value("float(a[-1])") == 33_999_999.0

@@ -188,7 +188,19 @@ class StepRun:
             return ptr
 
         engine.catalog.update_pointer(self.session, self.name, replayed)
+        store.verify_in_background(self._damaged_after_restore)
         return True
+
+    def _damaged_after_restore(self, digest: str, err: DamagedRecordError) -> None:
+        """A value this replay restored failed its background check (on the checker's thread)."""
+        self.engine.warn(DamagedStoreWarning, f"step {self.name!r}: a value it restored "
+                         f"failed its background check ({err}); the copy in the kernel may "
+                         "be wrong. The step is invalidated: run it again.")
+        try:
+            self.engine.catalog.invalidate(self.session, self.name)
+        except Exception as again:  # on a background thread: tell, never raise
+            self.engine.warn(InternalWarning, f"step {self.name!r} could not be invalidated "
+                             f"({type(again).__name__}: {again}); run it with --force.")
 
     # execution ---------------------------------------------------------------------------------
     def __enter__(self) -> StepRun:

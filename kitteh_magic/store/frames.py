@@ -80,6 +80,8 @@ class Frame:
 
     stream: memoryview
     buffers: list[memoryview]
+    checked: bool = True
+    """False when the buffers were above the verify limit and only their sizes were checked."""
 
 
 def qualified_name(tp: type) -> str:
@@ -232,13 +234,14 @@ def open_frame(data: memoryview, key: str, digest: str, signer: Signer, *,
                                  f"digest (key file {str(signer.path)!r})")
     buffers = [data[offset:offset + length] for offset, length, _ in entries]
     total = sum(length for _, length, _ in entries)
-    if verify_limit is None or total <= verify_limit:
+    checked = verify_limit is None or total <= verify_limit
+    if checked:
         for i, (buf, (_, _, expected)) in enumerate(zip(buffers, entries, strict=True)):
             if xxhash.xxh3_128_digest(buf) != expected:
                 raise DamagedRecordError(key, "checksum", f"buffer {i} of {n} altered")
     if copy_buffers:
         buffers = [memoryview(bytearray(buf)) for buf in buffers]
-    return Frame(stream, buffers)
+    return Frame(stream, buffers, checked)
 
 
 def _bind(digest: str) -> bytes:

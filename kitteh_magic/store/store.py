@@ -20,6 +20,7 @@ import stat
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -126,6 +127,9 @@ class Store:
             ) from exc
         self._cache.disk.signer = self._signer
         self._blobs = BlobFiles(self.directory / "blobs", self.directory / "tmp", durability)
+        self._unverified: list[str] = []
+        """Digests of values restored without their buffers' checksums (above the limit)."""
+        self._verifier: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"Store({str(self.directory)!r})"
@@ -252,7 +256,35 @@ class Store:
                 with contextlib.suppress(StoreError):
                     self._drop(digest)
             raise
+        if not frame.checked:
+            self._unverified.append(digest)
         return self._unpickle(frame, namespace, resolve)
+
+    def verify_in_background(self, damaged: Callable[[str, DamagedRecordError], None]) -> None:
+        """Check the buffers of the values restored without their checksums, in a thread.
+
+        Restoring a value above ``verify_limit`` checks its header, signature and sizes only,
+        so that it stays O(1) (DESIGN §7); its data is hashed here, after the restore, on one
+        background thread. A value that fails is dropped from the store and given, with its
+        error, to ``damaged`` (called on that thread), which tells the user and invalidates
+        the step that restored it (DESIGN §4.14).
+        """
+        digests, self._unverified = self._unverified, []
+        if not digests:
+            return
+        if self._verifier is None:
+            self._verifier = ThreadPoolExecutor(1, thread_name_prefix="kitteh-verify")
+
+        def check() -> None:
+            for digest in dict.fromkeys(digests):
+                try:
+                    self._open(digest, True, verify_limit=None)
+                except DamagedRecordError as err:
+                    with contextlib.suppress(StoreError):
+                        self._drop(digest)
+                    damaged(digest, err)
+
+        self._verifier.submit(check)
 
     def _unpickle(self, frame: Any, namespace: dict[str, Any] | None,
                   resolve: Resolve | None) -> object:
@@ -460,6 +492,9 @@ class Store:
 
     def close(self) -> None:
         """Flush and release the SQLite connections; the store may be reopened later."""
+        if self._verifier is not None:
+            self._verifier.shutdown(wait=True)  # a check in flight reads the store
+            self._verifier = None
         self._blobs.close()
         self._cache.close()
 
