@@ -537,3 +537,26 @@ def test_delete_prefix_removes_only_that_prefix(store: Store) -> None:
     assert store.delete_prefix("km1/jrn/s/c/") == 5
     assert store.keys("km1/jrn/s/c/") == []
     assert store.keys("km1/jrn/s/cc/") == ["km1/jrn/s/cc/00000000"]
+
+
+def test_an_index_damaged_inside_is_moved_aside_on_first_use(tmp_path: Path) -> None:
+    """Pages of the SQLite index overwritten (flipped, zeroed): the first operation that meets
+    them is a StoreError saying so, the index is moved aside, and the next one works
+    (DESIGN §4.14)."""
+    directory = tmp_path / "store"
+    with Store(directory, key_file=tmp_path / "key") as st:
+        for i in range(3000):
+            st.put_json(f"km1/doc/{i:05d}", {"i": i, "pad": "x" * 200})
+    db = directory / "index" / "cache.db"
+    data = bytearray(db.read_bytes())
+    page = 4096
+    for start in range(page * 4, len(data) - page, page * 7):  # every 7th page, not the header
+        data[start:start + page] = bytes(range(256)) * (page // 256)
+    db.write_bytes(bytes(data))
+    with Store(directory, key_file=tmp_path / "key") as st:
+        with pytest.raises(StoreError, match="moved aside"):
+            for key in st.keys("km1/doc/"):
+                st.get_json(key)
+        assert [p for p in directory.iterdir() if p.name.startswith("index.damaged-")]
+        st.put_json("km1/doc/new", {"ok": True})
+        assert st.get_json("km1/doc/new") == {"ok": True}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -116,11 +117,15 @@ class Store:
         self.inline_limit = inline_limit
         self.verify_limit = verify_limit
         self._signer = Signer(key_file if key_file is not None else locate.key_file())
+        self._index_inode: int | None = None
         try:
             for path in (self.directory, self.directory / "blobs", self.directory / "tmp"):
                 _private_dir(path)
             self._cache = self._open_index()
         except (OSError, sqlite3.Error) as exc:
+            if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "full" in str(exc):
+                raise StoreError(f"cannot open the store {str(self.directory)!r}: the disk is "
+                                 f"full ({exc}). Free some space.") from exc
             raise StoreError(
                 f"cannot open the store {str(self.directory)!r}: {exc}. Choose a writable "
                 f"directory with ${locate.STORE_ENV}."
@@ -145,7 +150,9 @@ class Store:
         for attempt in (1, 2):
             try:
                 _private_dir(index)
-                return diskcache.Cache(str(index), disk=SignedDisk, timeout=60, **_PINNED)
+                cache = diskcache.Cache(str(index), disk=SignedDisk, timeout=60, **_PINNED)
+                self._index_inode = os.stat(index / "cache.db").st_ino
+                return cache
             except (sqlite3.DatabaseError, FileExistsError, NotADirectoryError) as exc:
                 if attempt == 2 or (isinstance(exc, sqlite3.OperationalError)
                                     and "locked" in str(exc)):
@@ -579,8 +586,44 @@ class Store:
         try:
             yield
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
-            raise StoreError(f"cannot {action} in the store {str(self.directory)!r}: {exc}. "
-                             "Check free space and permissions.") from exc
+            if _corrupt(exc):
+                self._set_index_aside(exc)
+                raise StoreError(f"cannot {action}: the store's index in "
+                                 f"{str(self.directory)!r} is damaged ({exc}). It was moved "
+                                 "aside and a new one started; steps run again once.") from exc
+            raise StoreError(f"cannot {action} in the store {str(self.directory)!r}: "
+                             f"{_explain(exc)}") from exc
+
+    def _set_index_aside(self, exc: BaseException) -> None:
+        """Move a damaged index aside and open a new one (unless another process already did)."""
+        index = self.directory / "index"
+        with contextlib.suppress(OSError, sqlite3.Error):
+            self._cache.close()
+        try:
+            now = os.stat(index / "cache.db").st_ino
+        except OSError:
+            now = None
+        if now is not None and now == self._index_inode:
+            aside = index.with_name(f"index.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                    f"{os.getpid()}")
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(index, aside)
+        self._cache = self._open_index()
+        self._cache.disk.signer = self._signer
+
+
+def _corrupt(exc: BaseException) -> bool:
+    """Whether SQLite says the index file itself is damaged (not locked, full or unwritable)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and any(
+        words in text for words in ("malformed", "not a database", "file is encrypted"))
+
+
+def _explain(exc: BaseException) -> str:
+    """What went wrong and what to do, in the user's terms."""
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in str(exc):
+        return f"the disk is full ({exc}). Free some space (`kitteh-magic gc` trims the store)."
+    return f"{exc}. Check free space and permissions."
 
 
 def _digest_of(ref: Mapping[str, Any]) -> str:
