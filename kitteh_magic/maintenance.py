@@ -1,19 +1,59 @@
-"""Store maintenance: drop records no session uses and trim the store to a size."""
+"""Store maintenance: check the store, repair what is damaged, drop what no session uses.
+
+``verify`` and ``gc`` read the store the same way (:func:`survey`): every session document, step
+pointer, record and journal entry is checked (JSON, schema, bound to its key, the values it names
+present), and what fails is a :class:`Damage`, one line naming it and what gc does about it.
+``verify`` only reports (and checks every value's bytes as well); ``gc`` repairs what it can and
+then collects, so that after it ``verify`` finds nothing it could have repaired. No damaged item
+stops either: it is reported, skipped, and the command carries on.
+
+What gc does is what the kernel does when it meets the same damage, so one recompute heals:
+
+* a damaged step pointer is dropped: the step runs again on its next run;
+* a damaged record, or one whose values are gone, is dropped and its step invalidated;
+* a pointer whose record is gone is invalidated;
+* a damaged journal entry is dropped with the entries after it (those calls run again);
+* a damaged or missing session document is rewritten from the session's steps.
+
+Signatures (records, values) are checked by ``verify`` only: a record signed with another key
+may mean a wrong ``$KITTEH_MAGIC_KEY_FILE``, not a damaged store, so gc never drops one for it.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
-from .status import human_size
+from .errors import DamagedRecordError
+from .status import checked, describe, human_size, read_sessions, read_steps
 from .steps.catalog import Catalog
-from .steps.records import JOURNAL_PREFIX, StepPointer, record_key
+from .steps.records import (
+    JOURNAL_PREFIX,
+    POINTER_PREFIX,
+    RECORD_PREFIX,
+    SESSION_PREFIX,
+    JournalEntry,
+    OutputEntry,
+    SessionDoc,
+    StepPointer,
+    StepRecord,
+    pointer_prefix,
+    record_key,
+    session_key,
+)
+from .store.blobs import abandoned, sweep
 
 if TYPE_CHECKING:
     from .store import Store
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+_ENTRY = re.compile(r"\d{8}")
 
 
 def parse_size(text: str) -> int:
@@ -29,37 +69,303 @@ def parse_size(text: str) -> int:
     return int(number * 1024 ** "_KMGT".index(unit or "_"))
 
 
+# -- survey ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Damage:
+    """One damaged item: what is wrong, and what gc does about it."""
+
+    error: DamagedRecordError
+    remedy: str
+    repair: Callable[[], None] | None = field(default=None, repr=False)
+    """What gc runs; None when gc leaves it (the kernel heals it on the step's next run)."""
+
+    def __str__(self) -> str:
+        return f"{describe(self.error)}; {self.remedy}"
+
+
+@dataclass
+class Survey:
+    """What the metadata of a store says, read the way gc reads it."""
+
+    pointers: list[StepPointer] = field(default_factory=list)
+    """Every readable step pointer."""
+    records: dict[str, set[str]] = field(default_factory=dict)
+    """Step key -> the stored values its (readable) record needs."""
+    journals: set[str] = field(default_factory=set)
+    """Stored values that readable journal entries of unfinished executions need."""
+    damage: list[Damage] = field(default_factory=list)
+
+
+def survey(store: Store) -> Survey:
+    """Read every session, pointer, record and journal entry; note what is damaged.
+
+    The damage is listed in the order gc repairs it: pointers before the records they name,
+    session documents last (they are rebuilt from the pointers that remain).
+    """
+    found = Survey()
+    catalog = Catalog(store)
+    sessions, damaged_sessions = read_sessions(store)
+    for name in sessions:
+        pointers, damaged = read_steps(store, name)
+        found.pointers += pointers
+        for err in damaged:
+            found.damage.append(Damage(err, "gc drops it: the step runs again on its next run",
+                                       functools.partial(store.delete, err.key)))
+    _survey_records(store, catalog, found)
+    _survey_journals(store, found)
+    documents = set(store.keys(SESSION_PREFIX))
+    for err in damaged_sessions:
+        found.damage.append(_session_damage(store, err))
+    for name in sessions:
+        if session_key(name) not in documents:
+            err = DamagedRecordError(session_key(name), "missing", "its steps remain")
+            found.damage.append(_session_damage(store, err))
+    return found
+
+
+def _survey_records(store: Store, catalog: Catalog, found: Survey) -> None:
+    users: dict[str, list[StepPointer]] = {}
+    for ptr in found.pointers:
+        for key in {*ptr.keys, *([ptr.key] if ptr.key else [])}:
+            users.setdefault(key, []).append(ptr)
+    present: dict[str, bool] = {}
+
+    def missing(digest: str) -> bool:
+        if digest not in present:
+            present[digest] = store.has_value({"digest": digest, "kind": "blob"})
+        return not present[digest]
+
+    stored = set()
+    for key, doc in store.json_items(RECORD_PREFIX):
+        step_key = key[len(RECORD_PREFIX):]
+        stored.add(step_key)
+        try:
+            record = checked(StepRecord, key, _raise(doc))
+            if record.key != step_key:
+                raise DamagedRecordError(key, "format", f"holds the record of {record.key!r}")
+            digests = _record_digests(key, record)
+            gone = sorted(d for d in digests if missing(d))
+            if gone:
+                raise DamagedRecordError(key, "missing-blob", f"{len(gone)} of its values are "
+                                         f"gone ({gone[0]}{', ...' if len(gone) > 1 else ''})")
+        except DamagedRecordError as err:
+            found.damage.append(_record_damage(store, catalog, step_key, err,
+                                               users.get(step_key, [])))
+            continue
+        found.records[step_key] = digests
+    for ptr in found.pointers:
+        if ptr.state == "done" and ptr.key and ptr.key not in stored:
+            lost = DamagedRecordError(record_key(ptr.key), "missing",
+                                      f"step {ptr.step!r} of session {ptr.session!r} is done "
+                                      "but its record is gone")
+            found.damage.append(_record_damage(store, catalog, ptr.key, lost, [ptr]))
+
+
+def _record_damage(store: Store, catalog: Catalog, step_key: str, err: DamagedRecordError,
+                   users: list[StepPointer]) -> Damage:
+    steps = ", ".join(f"step {p.step!r} of session {p.session!r}" for p in users)
+    remedy = (f"gc drops it: {steps} runs again" if steps else "gc drops it (no step uses it)")
+
+    def repair() -> None:
+        for ptr in users:
+            _drop_version(catalog, ptr.session, ptr.step, step_key)
+        store.delete(record_key(step_key))
+
+    return Damage(err, remedy, repair)
+
+
+def _record_digests(key: str, record: StepRecord) -> set[str]:
+    """The stored values a record needs: its outputs' group, its value, its events, and the
+    values of earlier steps these refer to (identity kept across steps)."""
+    refs: list[object] = []
+    for entry in [*record.outputs.values(), *([record.value] if record.value else [])]:
+        refs.append(checked(OutputEntry, key, entry).ref)
+    return _stored_digests(key, [*refs, record.events])
+
+
+def _stored_digests(key: str, refs: list[object]) -> set[str]:
+    digests: set[str] = set()
+    for ref in refs:
+        if ref is None:
+            continue
+        if not isinstance(ref, Mapping) or not _is_digest(ref.get("digest")):
+            raise DamagedRecordError(key, "format", f"a value reference is {str(ref)[:60]}")
+        inner = ref.get("refs", [])
+        if not isinstance(inner, list) or not all(_is_digest(d) for d in inner):
+            raise DamagedRecordError(key, "format", f"value {ref['digest']} refers to "
+                                     f"{str(inner)[:60]}")
+        if ref.get("kind") != "embedded":  # embedded values live in the document itself
+            digests.add(ref["digest"])
+        digests.update(inner)
+    return digests
+
+
+def _is_digest(value: object) -> bool:
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+
+
+def _survey_journals(store: Store, found: Survey) -> None:
+    truncated: set[str] = set()
+    for key, doc in store.json_items(JOURNAL_PREFIX):
+        prefix, _, tail = key.rpartition("/")
+        if prefix in truncated:
+            continue
+        is_entry = _ENTRY.fullmatch(tail) is not None
+        try:
+            if not is_entry:  # a journal's head: whatever the kernel wrote, it must be JSON
+                _raise(doc)
+                continue
+            entry = checked(JournalEntry, key, _raise(doc))
+            found.journals |= _stored_digests(key, [entry.result, entry.error, entry.receiver])
+        except DamagedRecordError as err:
+            if is_entry:
+                truncated.add(prefix)
+                found.damage.append(Damage(
+                    err, "gc drops it and the entries after it: those calls run again",
+                    functools.partial(_truncate, store, prefix + "/", int(tail))))
+            else:
+                found.damage.append(Damage(err, "gc drops it: the step's journal starts over",
+                                           functools.partial(store.delete, key)))
+
+
+def _truncate(store: Store, prefix: str, position: int) -> None:
+    """Drop a journal's entries from ``position`` on, as the kernel does when it meets one
+    that is damaged (positions stay contiguous)."""
+    for key in store.keys(prefix):
+        tail = key[len(prefix):]
+        if _ENTRY.fullmatch(tail) and int(tail) >= position:
+            store.delete(key)
+
+
+def _session_damage(store: Store, err: DamagedRecordError) -> Damage:
+    name = unquote(err.key[len(SESSION_PREFIX):])
+
+    def repair() -> None:
+        pointers, _ = read_steps(store, name)
+        doc = SessionDoc(name=name, notebook=None,
+                         created=min((p.started for p in pointers if p.started),
+                                     default=time.time()),
+                         next_seq=max((p.seq + 1 for p in pointers), default=0)).to_doc()
+
+        def rewrite(current: dict[str, Any] | None) -> dict[str, Any]:
+            # A kernel may have rewritten it meanwhile: a sound document is kept.
+            return current if current is not None and _sound(err.key, name, current) else doc
+
+        try:
+            store.update_json(err.key, rewrite)
+        except DamagedRecordError:  # not even JSON: nothing to keep
+            store.put_json(err.key, doc)
+
+    return Damage(err, "gc rewrites it from the session's steps", repair)
+
+
+def _sound(key: str, name: str, doc: dict[str, Any]) -> bool:
+    try:
+        return checked(SessionDoc, key, doc).name == name
+    except DamagedRecordError:
+        return False
+
+
+def _raise(doc: dict[str, Any] | DamagedRecordError) -> dict[str, Any]:
+    if isinstance(doc, DamagedRecordError):
+        raise doc
+    return doc
+
+
+# -- verify ------------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found: damaged items (one line each) and notes that are not damage."""
+
+    damaged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        count = len(self.damaged)
+        summary = (f"{count} damaged item{'s' if count > 1 else ''} (gc repairs what it can; "
+                   "the rest heals when its step next runs)" if count else "no damage found")
+        return "\n".join([*self.damaged, *self.notes, summary])
+
+
+def verify(store: Store) -> VerifyReport:
+    """Check the whole store: metadata as gc reads it, record signatures, every value in full."""
+    found = survey(store)
+    report = VerifyReport(damaged=[str(d) for d in found.damage])
+    seen = {d.error.key for d in found.damage}
+    for key, doc in store.json_items(RECORD_PREFIX, signed=True):
+        if isinstance(doc, DamagedRecordError) and key not in seen:
+            report.damaged.append(f"{describe(doc)}; its step runs again on its next run (if "
+                                  "every record fails so, check $KITTEH_MAGIC_KEY_FILE)")
+    live = set().union(found.journals, *found.records.values())
+    for err in store.verify_all():
+        digest = err.key.rpartition("/")[2]
+        report.damaged.append(f"{describe(err)}; " + (
+            "its step runs again on its next run and rewrites it" if digest in live
+            else "gc removes it (no record uses it)"))
+    dead = abandoned(store.directory / "tmp")
+    if dead:
+        report.notes.append(f"{len(dead)} temporary files left by dead writers hold "
+                            f"{human_size(sum(size for _, size in dead))}: gc removes them")
+    return report
+
+
+# -- gc ----------------------------------------------------------------------------------------
+
+
 @dataclass
 class GcReport:
-    """What a collection removed."""
+    """What a collection repaired and removed."""
 
     records: int
     freed: int
     size: int
+    temporary: int = 0
+    """Bytes of temporary files of dead writers removed (part of ``freed``)."""
+    repaired: list[str] = field(default_factory=list)
+    """One line per damaged item met, and what was done about it."""
 
     def __str__(self) -> str:
-        return (f"removed {self.records} records, freed {human_size(self.freed)}; "
-                f"the store holds {human_size(self.size)}")
+        temporary = (f" ({human_size(self.temporary)} of temporary files left by dead writers)"
+                     if self.temporary else "")
+        return "\n".join([*self.repaired,
+                          f"removed {self.records} records, freed {human_size(self.freed)}"
+                          f"{temporary}; the store holds {human_size(self.size)}"])
 
 
 def gc(store: Store, max_size: int | None = None) -> GcReport:
-    """Remove records no session references, then the oldest records until under ``max_size``.
+    """Repair damage, remove records no session references and the values no record needs,
+    then the oldest records until the values take at most ``max_size`` bytes.
 
     Trimming drops whole versions of steps, oldest finished first; a step whose latest record is
     dropped becomes ``invalidated`` and runs again next time.
     """
+    temporary = sweep(store.directory / "tmp")
+    found = survey(store)
+    repaired = []
+    for damage in found.damage:
+        line = str(damage)
+        if damage.repair is not None:
+            try:
+                damage.repair()
+            except DamagedRecordError as err:  # damaged again meanwhile: the next gc sees it
+                line += f" (not repaired: {err})"
+        repaired.append(line)
+    if found.damage:
+        found = survey(store)  # what the repairs left
     catalog = Catalog(store)
-    live = catalog.live_records()
-    orphans = [key for key in catalog.all_records() if key not in live]
+    live = {key for ptr in found.pointers for key in ptr.keys}
+    orphans = [key for key in found.records if key not in live]
     for key in orphans:
         store.delete(record_key(key))
     removed = len(orphans)
-    freed = store.collect(_digests(catalog, live))
+    freed = temporary + store.collect(_digests(found, live))
     if max_size is not None and store.values_size() > max_size:
-        pointers = [StepPointer.from_doc(d) for d in
-                    (store.get_json(k) for k in store.keys("km1/ptr/")) if d]
         versions = sorted(((p.finished, p.session, p.step, key)
-                           for p in pointers for key in p.keys), key=lambda v: v[0])
+                           for p in found.pointers for key in p.keys), key=lambda v: v[0])
         for _, session, step, key in versions:
             if store.values_size() <= max_size:
                 break
@@ -67,19 +373,14 @@ def gc(store: Store, max_size: int | None = None) -> GcReport:
             live.discard(key)
             store.delete(record_key(key))
             removed += 1
-            freed += store.collect(_digests(catalog, live))
-    return GcReport(records=removed, freed=freed, size=store.values_size())
+            freed += store.collect(_digests(found, live))
+    return GcReport(records=removed, freed=freed, size=store.values_size(),
+                    temporary=temporary, repaired=repaired)
 
 
-def _digests(catalog: Catalog, live: set[str]) -> set[str]:
-    """Values that live records and unfinished journals still reference."""
-    digests: set[str] = set()
-    for key in live:
-        digests |= catalog.record_digests(key)
-    for key in catalog.store.keys(JOURNAL_PREFIX):
-        doc = catalog.store.get_json(key) or {}
-        digests |= {doc[f]["digest"] for f in ("result", "error", "receiver") if doc.get(f)}
-    return digests
+def _digests(found: Survey, live: set[str]) -> set[str]:
+    """Values that live records and unfinished journals still need."""
+    return set().union(found.journals, *(found.records.get(key, set()) for key in live))
 
 
 def _drop_version(catalog: Catalog, session: str, step: str, key: str) -> None:
@@ -92,3 +393,35 @@ def _drop_version(catalog: Catalog, session: str, step: str, key: str) -> None:
         return ptr
 
     catalog.update_pointer(session, step, drop)
+
+
+# -- clear -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClearReport:
+    """What ``clear`` dropped."""
+
+    sessions: int
+    steps: int
+    lines: list[str] = field(default_factory=list)
+    """Damaged items met (dropped with their session, or repaired by the gc that follows)."""
+
+    def __str__(self) -> str:
+        return "\n".join([*self.lines, f"cleared {self.sessions} sessions ({self.steps} steps)"])
+
+
+def clear(store: Store, sessions: list[str]) -> ClearReport:
+    """Drop every step of ``sessions`` (records, pointers, journals, order), then collect."""
+    catalog = Catalog(store)
+    report = ClearReport(sessions=len(sessions), steps=0)
+    for name in sessions:
+        _, damaged = read_steps(store, name)
+        for err in damaged:  # the catalog cannot read them: dropped here, their records by gc
+            store.delete(err.key)
+            report.lines.append(f"{describe(err)}; dropped with its session")
+        report.steps += catalog.reset(name) + len(damaged)
+        # Journals of steps whose pointer was damaged too: every key of the session's range.
+        store.delete_prefix(JOURNAL_PREFIX + pointer_prefix(name)[len(POINTER_PREFIX):])
+    report.lines += gc(store).repaired
+    return report

@@ -3,24 +3,185 @@
 States written by kernels are running, done, failed and invalidated; status derives the rest:
 ``replayed`` (done, and the last run was a replay), ``interrupted`` (running, but the process that
 ran it is gone) and ``stale`` (done, but a step it read from has since produced something else).
+
+Metadata is read as damaged disks and hands leave it: a document that is not JSON, lacks a field
+or has one of the wrong type is reported (one line naming its key) and skipped, never a crash.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+import types
+import typing
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import unquote
 
 import psutil
 
-from .steps.catalog import Catalog
-from .steps.records import StepPointer
+from .errors import DamagedRecordError
+from .steps.records import (
+    JOURNAL_PREFIX,
+    POINTER_PREFIX,
+    RECORD_PREFIX,
+    SESSION_PREFIX,
+    SessionDoc,
+    StepPointer,
+    pointer_prefix,
+)
+from .store.blobs import abandoned, temporary_bytes
 
 if TYPE_CHECKING:
     from .store import Store
 
 HOST = socket.gethostname()
+VALUE_PREFIX = "km1/val/"  # the store's (store.value_key); status never imports the store
+_T = TypeVar("_T")
+
+
+# -- reading metadata that may be damaged ------------------------------------------------------
+
+
+def checked(cls: type[_T], key: str, doc: object) -> _T:
+    """``cls.from_doc(doc)`` once every field of ``doc`` has its declared JSON type, deeply.
+
+    >>> checked(SessionDoc, "km1/ses/a", {"name": "a", "created": 1})
+    SessionDoc(name='a', notebook=None, created=1, next_seq=0)
+    >>> checked(SessionDoc, "km1/ses/a", {"name": "a", "next_seq": "1"}).name
+    Traceback (most recent call last):
+    kitteh_magic.errors.DamagedRecordError: record 'km1/ses/a' is damaged (format): ...
+
+    Raises:
+        DamagedRecordError: ``format``: not an object, a required field missing, or a field
+            (or an item inside one) of the wrong type.
+    """
+    if not isinstance(doc, dict):
+        raise DamagedRecordError(key, "format", f"JSON {type(doc).__name__}, expected an object")
+    for name, (hint, required) in _fields(cls).items():
+        if name not in doc:
+            if required:
+                raise DamagedRecordError(key, "format", f"field {name!r} is missing")
+        elif not _fits(doc[name], hint):
+            raise DamagedRecordError(key, "format", f"field {name!r} is {_shown(doc[name])}, "
+                                     f"expected {_hint_text(hint)}")
+    result: _T = cls.from_doc(doc)  # type: ignore[attr-defined]
+    return result
+
+
+_FIELDS: dict[type, dict[str, tuple[Any, bool]]] = {}
+
+
+def _fields(cls: type) -> dict[str, tuple[Any, bool]]:
+    """``name -> (type, required)`` of a document class, from its annotations."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        hints = typing.get_type_hints(cls)
+        fields = _FIELDS[cls] = {
+            f.name: (hints[f.name], f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls)}
+    return fields
+
+
+def _fits(value: object, hint: Any) -> bool:
+    """Whether a JSON value has the type an annotation of the schema declares."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(v, args[1]) for v in value.values())
+    if hint is float:  # JSON writes 1.0 as 1 when a writer passed an int
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return not isinstance(hint, type) or isinstance(value, hint)
+
+
+def _hint_text(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return f"{'null' if value is None else type(value).__name__} {text[:40]}"
+
+
+def read_sessions(store: Store) -> tuple[list[str], list[DamagedRecordError]]:
+    """Every session of the store, oldest first, and the damaged session documents met.
+
+    A session is named by its key, so one whose document is damaged (or gone while its steps
+    remain) is still listed.
+    """
+    created: dict[str, float] = {}
+    damaged: list[DamagedRecordError] = []
+    for key, doc in store.json_items(SESSION_PREFIX):
+        name = unquote(key[len(SESSION_PREFIX):])
+        try:
+            session = checked(SessionDoc, key, _raise(doc))
+            if session.name != name:
+                raise DamagedRecordError(key, "format", f"names session {session.name!r}")
+            created[name] = session.created
+        except DamagedRecordError as err:
+            damaged.append(err)
+            created[name] = 0.0
+    for key in store.keys(POINTER_PREFIX):
+        name = unquote(key[len(POINTER_PREFIX):].partition("/")[0])
+        created.setdefault(name, 0.0)
+    return sorted(created, key=lambda n: (created[n], n)), damaged
+
+
+def read_steps(store: Store, session: str) -> tuple[list[StepPointer], list[DamagedRecordError]]:
+    """The session's step pointers in order of first appearance, and the damaged ones met."""
+    prefix = pointer_prefix(session)
+    found: list[StepPointer] = []
+    damaged: list[DamagedRecordError] = []
+    for key, doc in store.json_items(prefix):
+        try:
+            ptr = checked(StepPointer, key, _raise(doc))
+            step = unquote(key[len(prefix):])
+            if (ptr.session, ptr.step) != (session, step):
+                raise DamagedRecordError(key, "format", f"names step {ptr.step!r} of session "
+                                         f"{ptr.session!r}")
+            found.append(ptr)
+        except DamagedRecordError as err:
+            damaged.append(err)
+    return sorted(found, key=lambda p: (p.seq, p.started)), damaged
+
+
+def _raise(doc: dict[str, Any] | DamagedRecordError) -> dict[str, Any]:
+    if isinstance(doc, DamagedRecordError):
+        raise doc
+    return doc
+
+
+_KINDS = ((SESSION_PREFIX, "session document"), (POINTER_PREFIX, "step pointer"),
+          (RECORD_PREFIX, "step record"), (JOURNAL_PREFIX, "journal document"),
+          (VALUE_PREFIX, "value"))
+
+
+def describe(err: DamagedRecordError) -> str:
+    """A damaged item in one line, named by what it is and its key.
+
+    >>> describe(DamagedRecordError("km1/ses/a", "format", "field 'name' is missing"))
+    "session document 'km1/ses/a' is damaged (format): field 'name' is missing"
+    """
+    kind = next((name for prefix, name in _KINDS if err.key.startswith(prefix)), "document")
+    what = "is missing" if err.reason == "missing" else f"is damaged ({err.reason})"
+    return " ".join(f"{kind} {err.key!r} {what}{': ' + err.detail if err.detail else ''}"
+                    .split())
+
+
+# -- status ------------------------------------------------------------------------------------
 
 
 def process_alive(pid: int, proc_start: float, host: str) -> bool:
@@ -66,8 +227,15 @@ def step_rows(steps: list[StepPointer]) -> list[dict[str, Any]]:
 
 
 def session_status(store: Store, session: str, now: float | None = None) -> dict[str, Any]:
-    """The JSON status of one session: rows and totals (what ``%durable status --json`` prints)."""
-    rows = step_rows(Catalog(store).steps(session))
+    """The JSON status of one session (what ``%durable status --json`` prints).
+
+    ``steps`` are its rows and ``totals`` sum them. ``temporary`` is what the store's temporary
+    files hold besides (blobs being written, and the ``abandoned`` files of dead writers, which
+    gc removes): a scan of ``tmp/``, cheap enough for the sidebar's polling. ``damaged`` has one
+    line per step pointer that could not be read (the step is left out).
+    """
+    pointers, damaged = read_steps(store, session)
+    rows = step_rows(pointers)
     return {
         "session": session,
         "store": str(store.directory),
@@ -79,7 +247,38 @@ def session_status(store: Store, session: str, now: float | None = None) -> dict
             "saved": sum(r["saved"] for r in rows),
             "duration": sum(r["duration"] for r in rows),
         },
+        "temporary": temporary_usage(store),
+        "damaged": [describe(err) for err in damaged],
     }
+
+
+def temporary_usage(store: Store) -> dict[str, int]:
+    """Bytes in the store's temporary files: all of them, and those of dead writers."""
+    tmp = store.directory / "tmp"
+    return {"size": temporary_bytes(tmp), "abandoned": sum(size for _, size in abandoned(tmp))}
+
+
+def temporary_text(usage: dict[str, int]) -> str:
+    """What temporary files hold, or "" when there are none.
+
+    >>> temporary_text({"size": 3 * 2**20, "abandoned": 2**20})
+    '3.0 MB of temporary files (1.0 MB left by dead writers: gc removes them)'
+    """
+    if not usage["size"]:
+        return ""
+    text = f"{human_size(usage['size'])} of temporary files"
+    if usage["abandoned"]:
+        text += f" ({human_size(usage['abandoned'])} left by dead writers: gc removes them)"
+    return text
+
+
+def store_text(store: Store) -> str:
+    """What the whole store holds on disk, values and temporary files (walks ``blobs/``)."""
+    values, temporary = store.values_size(), temporary_usage(store)
+    text = f"the store holds {human_size(values + temporary['size'])}"
+    if temporary["size"]:
+        text += f": {human_size(values)} of values, {temporary_text(temporary)}"
+    return text
 
 
 def human_size(size: float) -> str:
@@ -130,6 +329,9 @@ def render_text(status: dict[str, Any]) -> str:
     totals = status["totals"]
     lines.append(f"{totals['steps']} steps, {human_size(totals['size'])} stored, "
                  f"{human_seconds(totals['saved'])} saved by replay")
+    if status.get("temporary", {}).get("size"):
+        lines.append("plus " + temporary_text(status["temporary"]))
+    lines += [f"damaged, skipped: {line}" for line in status.get("damaged", ())]
     return "\n".join(lines)
 
 
@@ -153,6 +355,10 @@ def render_html(status: dict[str, Any]) -> str:
     caption = (f"session <code>{html.escape(status['session'])}</code>: {totals['steps']} steps, "
                f"{human_size(totals['size'])} stored, "
                f"{human_seconds(totals['saved'])} saved by replay")
+    if status.get("temporary", {}).get("size"):
+        caption += f", plus {html.escape(temporary_text(status['temporary']))}"
+    for line in status.get("damaged", ()):
+        caption += f'<br><span style="color:#c62828">damaged, skipped: {html.escape(line)}</span>'
     return (f'<table class="kitteh-status"><caption style="text-align:left">{caption}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 

@@ -99,6 +99,21 @@ def test_run_gives_up_after_max_restarts(tmp_path: Path, env: dict[str, str]) ->
 
 def test_missing_notebook_is_a_clear_error(tmp_path: Path, env: dict[str, str]) -> None:
     result = cli("run", str(tmp_path / "nope.ipynb"), cwd=tmp_path, env=env)
-    assert result.returncode != 0 and "no notebook at" in result.stderr
+    assert result.returncode == 2 and "no notebook at" in result.stderr
     result = cli("status", str(tmp_path), cwd=tmp_path, env=env)
-    assert result.returncode != 0 and "no store at" in result.stderr
+    assert result.returncode == 2 and "no store at" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["run", "nope.ipynb"], "kitteh-magic run: no notebook at nope.ipynb"),
+    (["verify", "."], "kitteh-magic verify: no store at"),
+    (["gc", "--max-size", "lots"], "kitteh-magic gc: argument --max-size: not a size: 'lots'"),
+    (["clear", "a", "b"], "kitteh-magic: unrecognized arguments: b"),
+    (["frobnicate"], "kitteh-magic: argument command: invalid choice: 'frobnicate'"),
+])
+def test_mistakes_are_one_line_and_exit_2(tmp_path: Path, env: dict[str, str], args: list[str],
+                                          says: str) -> None:
+    result = cli(*args, cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(says), line

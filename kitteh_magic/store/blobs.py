@@ -4,18 +4,26 @@ A blob is written into ``tmp/`` straight from the value's buffers (no intermedia
 renamed into place, so readers only ever see complete files and two processes writing the same
 digest both succeed. Restoring maps the file copy-on-write (``mmap.ACCESS_COPY``): arrays come
 back writable, pages load on first touch and nothing is ever written back to the store.
+
+A temporary file's name says who writes it (pid, process start, host), so the file of a writer
+that died mid-write (a kernel killed while saving 2 GB) is recognised and swept at once, not an
+hour later (:func:`sweep`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import os
 import re
 import secrets
+import socket
+import stat
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +38,20 @@ Durability = Literal["process", "machine"]
 # (mmap keeps a dup'ed descriptor until Python 3.13's trackfd=False) and no page-fault overhead.
 MAP_THRESHOLD = 4 * 2**20
 _DIGEST = re.compile(r"[0-9a-f]{32}")
+# <digest>.<pid>.<start>.<host>.<random>.tmp, start in whole seconds since the epoch and host a
+# CRC of the host name; files written before the writer was named carry only the pid.
+_TMP_NAME = re.compile(r"[0-9a-f]{32}\.(?P<pid>\d{1,10})"
+                       r"(?:\.(?P<start>\d{1,12})\.(?P<host>[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp")
+_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
+# Process start times are derived from the boot time, which the kernel reports in whole seconds.
+_START_SLACK = 2.0
+TMP_MAX_AGE = 3600.0
+"""Temporary files of live writers (and of writers that cannot be identified) older than this
+are swept too: no write takes an hour between two of its writes."""
+
+_writing: set[str] = set()
+"""Names of the temporary files this process is writing (whatever store): never swept."""
+_writing_lock = threading.Lock()
 
 
 class BlobFiles:
@@ -69,21 +91,23 @@ class BlobFiles:
             OSError: writing failed (disk full, permissions); no file is left behind.
         """
         final = self.path(digest)
-        tmp = self.tmp / f"{digest}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        size = 0
-        try:
-            for part in parts:
-                size += _write_all(fd, part)
-            if self.durability == "machine":
-                os.fsync(fd)
-            final.parent.mkdir(mode=0o700, exist_ok=True)
-            os.rename(tmp, final)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        name = f"{digest}.{_writer_name()}.{secrets.token_hex(4)}.tmp"
+        tmp = self.tmp / name
+        with _in_flight(name):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            size = 0
+            try:
+                for part in parts:
+                    size += _write_all(fd, part)
+                if self.durability == "machine":
+                    os.fsync(fd)
+                final.parent.mkdir(mode=0o700, exist_ok=True)
+                os.rename(tmp, final)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
         if self.durability == "machine":
             os.close(fd)
             _fsync_dir(final.parent)
@@ -138,17 +162,9 @@ class BlobFiles:
                     with contextlib.suppress(FileNotFoundError):
                         yield entry.name, entry.stat(follow_symlinks=False).st_size
 
-    def sweep_tmp(self, max_age: float) -> int:
-        """Delete temporary files older than ``max_age`` seconds (left by dead writers)."""
-        freed = 0
-        cutoff = time.time() - max_age
-        for entry in _scandir(self.tmp):
-            with contextlib.suppress(FileNotFoundError):
-                info = entry.stat(follow_symlinks=False)
-                if info.st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    freed += info.st_size
-        return freed
+    def sweep_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
+        """Delete the temporary files of dead writers (see :func:`sweep`); return bytes freed."""
+        return sweep(self.tmp, max_age)
 
     def flush(self) -> None:
         """Wait until every background fsync has finished."""
@@ -176,6 +192,114 @@ class BlobFiles:
             self._pending.append(self._executor.submit(_fsync_close, fd))
 
 
+def sweep(tmp: Path, max_age: float = TMP_MAX_AGE) -> int:
+    """Delete the temporary files in ``tmp`` that nobody will finish; return the bytes freed.
+
+    A file is abandoned when its writer is gone (no process has its pid, or the one that has it
+    started at another time, or is a zombie) or, whoever wrote it, when it was not written to for
+    ``max_age`` seconds. Files this process is writing are never touched, and the files of
+    another host (a store on a shared file system) go by age only: their pids mean nothing here.
+    Errors are skipped, not raised: what cannot be removed now is tried again next time. An empty
+    ``tmp`` costs one ``scandir``, so opening a store can afford it.
+    """
+    return sum(size for path, size in abandoned(tmp, max_age) if _unlink(path))
+
+
+def abandoned(tmp: Path, max_age: float = TMP_MAX_AGE) -> list[tuple[Path, int]]:
+    """``(path, size)`` of the temporary files :func:`sweep` would delete."""
+    found: list[tuple[Path, int]] = []
+    now = time.time()
+    starts: dict[int, float | None] = {}
+    for entry in _listed(tmp):
+        with _writing_lock:
+            if entry.name in _writing:
+                continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        if now - info.st_mtime > max_age or _writer_gone(entry.name, starts):
+            found.append((Path(entry.path), info.st_size))
+    return found
+
+
+def temporary_bytes(tmp: Path) -> int:
+    """Bytes held by every temporary file in ``tmp`` (being written or abandoned)."""
+    total = 0
+    for entry in _listed(tmp):
+        with contextlib.suppress(OSError):
+            total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch); None when there is none.
+
+    A zombie counts as gone (it runs no code); a process that may not be inspected counts as
+    started long ago (0.0), which callers read as "alive, start unknown".
+    """
+    import psutil  # only when a file or a pointer names a process: opening a store stays cheap
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(process.create_time())
+    except psutil.NoSuchProcess:
+        return None
+    except (psutil.Error, ValueError, OverflowError):
+        return 0.0
+
+
+def _writer_gone(name: str, starts: dict[int, float | None]) -> bool:
+    match = _TMP_NAME.fullmatch(name)
+    if match is None:
+        return False  # not ours to judge: the age rule alone applies
+    if match["host"] is not None and match["host"] != _HOST:
+        return False
+    pid = int(match["pid"])
+    if pid not in starts:
+        starts[pid] = process_start(pid)
+    started = starts[pid]
+    if started is None:
+        return True
+    if not int(match["start"] or 0) or started == 0.0:
+        return False  # alive, and whether it is the writer cannot be told: the age rule applies
+    # The pid was reused when the process that has it now started at another time.
+    return abs(started - int(match["start"])) > _START_SLACK
+
+
+@contextlib.contextmanager
+def _in_flight(name: str) -> Iterator[None]:
+    with _writing_lock:
+        _writing.add(name)
+    try:
+        yield
+    finally:
+        with _writing_lock:
+            _writing.discard(name)
+
+
+def _writer_name() -> str:
+    """``<pid>.<start>.<host>`` of this process (a forked child is another writer)."""
+    return _writer_of(os.getpid())
+
+
+@functools.cache
+def _writer_of(pid: int) -> str:
+    return f"{pid}.{int(process_start(pid) or 0)}.{_HOST}"
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
 def _write_all(fd: int, data: Bytes) -> int:
     view = memoryview(data).cast("B")
     total = view.nbytes
@@ -199,6 +323,14 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _listed(tmp: Path) -> list[os.DirEntry[str]]:
+    """The entries of ``tmp``; none when it cannot be read (sweeping is never an error)."""
+    try:
+        return _scandir(tmp)
+    except OSError:
+        return []
 
 
 def _scandir(path: Path) -> list[os.DirEntry[str]]:
