@@ -253,10 +253,8 @@ def _session_damage(store: Store, err: DamagedRecordError) -> Damage:
             # A kernel may have rewritten it meanwhile: a sound document is kept.
             return current if current is not None and _sound(err.key, name, current) else doc
 
-        try:
-            store.update_json(err.key, rewrite)
-        except DamagedRecordError:  # not even JSON: nothing to keep
-            store.put_json(err.key, doc)
+        # A document that is not even JSON reaches ``rewrite`` as None: it is replaced.
+        store.update_json(err.key, rewrite, damaged=lambda _: None)
 
     return Damage(err, "gc rewrites it from the session's steps", repair)
 

@@ -10,12 +10,15 @@ or has one of the wrong type is reported (one line naming its key) and skipped, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
+import os
 import socket
 import time
 import types
 import typing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import unquote
 
@@ -273,12 +276,23 @@ def temporary_text(usage: dict[str, int]) -> str:
 
 
 def store_text(store: Store) -> str:
-    """What the whole store holds on disk, values and temporary files (walks ``blobs/``)."""
+    """What the whole store takes on disk: values, temporary files, and the index's metadata
+    and free pages (walks ``blobs/``: for the command line, not for polling)."""
     values, temporary = store.values_size(), temporary_usage(store)
-    text = f"the store holds {human_size(values + temporary['size'])}"
+    total = sum(_bytes_under(store.directory / part) for part in ("index", "blobs", "tmp"))
+    text = f"the store takes {human_size(total)} on disk: {human_size(values)} of values"
     if temporary["size"]:
-        text += f": {human_size(values)} of values, {temporary_text(temporary)}"
-    return text
+        text += f", {temporary_text(temporary)}"
+    return text + f", {human_size(max(total - values - temporary['size'], 0))} of metadata"
+
+
+def _bytes_under(directory: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 def human_size(size: float) -> str:

@@ -173,13 +173,18 @@ NAMED_BY = {
 }
 
 
-@pytest.mark.parametrize("command", ["status", "verify", "gc", "clear"])
+COMMANDS = {"status": ["status"], "status-json": ["status", "--json"], "verify": ["verify"],
+            "gc": ["gc"], "gc-trim": ["gc", "--max-size", "0"], "clear": ["clear"]}
+
+
+@pytest.mark.parametrize("variant", list(COMMANDS))
 @pytest.mark.parametrize("kind", list(DAMAGE))
 def test_maintenance_commands_report_damage_and_carry_on(
-        store: Path, tmp_path: Path, kind: str, command: str) -> None:
+        store: Path, tmp_path: Path, kind: str, variant: str) -> None:
     key = DAMAGE[kind](store)
+    command, *options = COMMANDS[variant]
 
-    result = cli(command, store, cwd=tmp_path)
+    result = cli(command, *options, store, cwd=tmp_path)
 
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output
@@ -190,6 +195,9 @@ def test_maintenance_commands_report_damage_and_carry_on(
     if command in NAMED_BY.get(kind, ()):
         [line] = [line for line in output.splitlines() if repr(key) in line]
         assert "damaged" in line or "missing" in line
+    if variant == "gc-trim":
+        assert all(row["state"] == "invalidated" for row in json.loads(
+            cli("status", "--json", store, cwd=tmp_path).stdout)[0]["steps"])
     if command == "clear":
         assert cli("status", store, cwd=tmp_path).stdout.splitlines()[0] == "no sessions"
 
@@ -238,6 +246,8 @@ def test_magics_report_damage_and_carry_on(store: Path, tmp_path: Path,
         report = json.loads(status.stdout)
         assert [row["step"] for row in report["steps"]] == ["big", "both"]
         assert [line for line in report["damaged"] if repr(key) in line]
+        [table] = kernel.ok("%durable status").displays
+        assert "damaged, skipped: step pointer" in table["data"]["text/html"]
         collected = kernel.ok("%durable gc").stdout
         assert repr(key) in collected and "km1/ses/default" in collected
     finally:
@@ -267,12 +277,14 @@ def test_status_counts_temporary_files(store: Path, tmp_path: Path) -> None:
         dead_writer_tmp(store)
         report = session_status(opened, "default")
         whole = store_text(opened)
+        on_disk = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
     assert report["temporary"] == {"size": 4 * MB, "abandoned": 3 * MB}
     assert ("plus 4.0 MB of temporary files (3.0 MB left by dead writers: gc removes them)"
             in render_text(report).splitlines())
-    assert whole.startswith(f"the store holds {(values + 4 * MB) / MB:.1f} MB: ")
+    assert whole.startswith(f"the store takes {on_disk / MB:.1f} MB on disk: "
+                            f"{values / MB:.1f} MB of values, 4.0 MB of temporary files (3.0 MB")
     shown = cli("status", store, cwd=tmp_path).stdout.splitlines()
-    assert shown[-1].startswith("the store holds ")
+    assert shown[-1].startswith("the store takes ")
 
 
 _WRITER = """
