@@ -113,11 +113,11 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Exit 1 when anything is damaged."""
+    """Exit 1 when anything is damaged (repaired or not)."""
     from .maintenance import verify
 
     store, _, _ = _open(args.path)
-    report = verify(store)
+    report = verify(store, repair=args.repair)
     print(report)
     return 1 if report.damaged else 0
 
@@ -150,6 +150,10 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--json", action="store_true")
         if name == "gc":
             cmd.add_argument("--max-size", type=_size, help="trim the store to this size")
+        if name == "verify":
+            cmd.add_argument("--repair", action="store_true",
+                             help="drop damaged values, then gc: the steps that needed them "
+                             "run again")
     return main
 
 

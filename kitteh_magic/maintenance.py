@@ -74,15 +74,23 @@ def parse_size(text: str) -> int:
 
 @dataclass
 class Damage:
-    """One damaged item: what is wrong, and what gc does about it."""
+    """One damaged item: what is wrong, what gc does about it, and what follows."""
 
     error: DamagedRecordError
-    remedy: str
-    repair: Callable[[], None] | None = field(default=None, repr=False)
-    """What gc runs; None when gc leaves it (the kernel heals it on the step's next run)."""
+    fix: str
+    """What gc does, as a verb ("drop it"), and ``done`` the same in the past ("dropped")."""
+    done: str
+    then: str
+    """What follows for the user ("step 'x' of session 'y' runs again")."""
+    repair: Callable[[], None] = field(repr=False)
 
     def __str__(self) -> str:
-        return f"{describe(self.error)}; {self.remedy}"
+        """The line ``verify`` prints: what is wrong and what gc will do."""
+        return f"{describe(self.error)}; gc will {self.fix}: {self.then}"
+
+    def outcome(self) -> str:
+        """The line ``gc`` prints once it repaired it."""
+        return f"{describe(self.error)}; {self.done}: {self.then}"
 
 
 @dataclass
@@ -111,7 +119,8 @@ def survey(store: Store) -> Survey:
         pointers, damaged = read_steps(store, name)
         found.pointers += pointers
         for err in damaged:
-            found.damage.append(Damage(err, "gc drops it: the step runs again on its next run",
+            found.damage.append(Damage(err, "drop it", "dropped",
+                                       "the step runs again on its next run",
                                        functools.partial(store.delete, err.key)))
     _survey_records(store, catalog, found)
     _survey_journals(store, found)
@@ -166,14 +175,14 @@ def _survey_records(store: Store, catalog: Catalog, found: Survey) -> None:
 def _record_damage(store: Store, catalog: Catalog, step_key: str, err: DamagedRecordError,
                    users: list[StepPointer]) -> Damage:
     steps = ", ".join(f"step {p.step!r} of session {p.session!r}" for p in users)
-    remedy = (f"gc drops it: {steps} runs again" if steps else "gc drops it (no step uses it)")
+    then = f"{steps} runs again" if steps else "no step uses it"
 
     def repair() -> None:
         for ptr in users:
             _drop_version(catalog, ptr.session, ptr.step, step_key)
         store.delete(record_key(step_key))
 
-    return Damage(err, remedy, repair)
+    return Damage(err, "drop it", "dropped", then, repair)
 
 
 def _record_digests(key: str, record: StepRecord) -> set[str]:
@@ -223,10 +232,12 @@ def _survey_journals(store: Store, found: Survey) -> None:
             if is_entry:
                 truncated.add(prefix)
                 found.damage.append(Damage(
-                    err, "gc drops it and the entries after it: those calls run again",
-                    functools.partial(_truncate, store, prefix + "/", int(tail))))
+                    err, "drop it and the entries after it", "dropped with the entries after it",
+                    "those calls run again", functools.partial(_truncate, store, prefix + "/",
+                                                               int(tail))))
             else:
-                found.damage.append(Damage(err, "gc drops it: the step's journal starts over",
+                found.damage.append(Damage(err, "drop it", "dropped",
+                                           "the step's journal starts over",
                                            functools.partial(store.delete, key)))
 
 
@@ -256,7 +267,8 @@ def _session_damage(store: Store, err: DamagedRecordError) -> Damage:
         # A document that is not even JSON reaches ``rewrite`` as None: it is replaced.
         store.update_json(err.key, rewrite, damaged=lambda _: None)
 
-    return Damage(err, "gc rewrites it from the session's steps", repair)
+    return Damage(err, "rewrite it from the session's steps", "rewritten from the session's steps",
+                  "its steps are kept", repair)
 
 
 def _sound(key: str, name: str, doc: dict[str, Any]) -> bool:
@@ -280,34 +292,67 @@ class VerifyReport:
     """What ``verify`` found: damaged items (one line each) and notes that are not damage."""
 
     damaged: list[str] = field(default_factory=list)
+    repairable: int = 0
+    """How many of ``damaged`` gc repairs; the others are damaged values that heal when their
+    step next runs (the kernel drops what fails to load and the run rewrites it), or at once
+    with ``--repair``."""
     notes: list[str] = field(default_factory=list)
+    repaired: GcReport | None = None
+    """What ``--repair`` did."""
 
     def __str__(self) -> str:
-        count = len(self.damaged)
-        summary = (f"{count} damaged item{'s' if count > 1 else ''} (gc repairs what it can; "
-                   "the rest heals when its step next runs)" if count else "no damage found")
-        return "\n".join([*self.damaged, *self.notes, summary])
+        count, left = len(self.damaged), len(self.damaged) - self.repairable
+        healed = "it heals when its step next runs" if left == 1 else (
+            f"{left} heal when their steps next run")
+        if not count:
+            summary = "no damage found"
+        elif self.repaired is not None:
+            summary = f"{count} damaged item{'s' if count > 1 else ''}, repaired"
+        elif not left:
+            summary = f"{count} damaged item{'s' if count > 1 else ''}: gc repairs them"
+        else:
+            summary = (f"{count} damaged item{'s' if count > 1 else ''}: "
+                       + (f"gc repairs {self.repairable}, " if self.repairable else "")
+                       + f"{healed} (or now: verify --repair)")
+        repaired = [str(self.repaired)] if self.repaired is not None else []
+        return "\n".join([*self.damaged, *self.notes, *repaired, summary])
 
 
-def verify(store: Store) -> VerifyReport:
-    """Check the whole store: metadata as gc reads it, record signatures, every value in full."""
+_CONTENT = frozenset({"truncated", "checksum", "format"})
+"""Damage to a value's bytes: dropping it loses nothing (a signature or version mismatch may
+be a wrong key file or a newer writer instead)."""
+
+
+def verify(store: Store, *, repair: bool = False) -> VerifyReport:
+    """Check the whole store: metadata as gc reads it, record signatures, every value in full.
+
+    Read-only unless ``repair``: then the values whose bytes are damaged are dropped and gc
+    runs, so the steps that needed them are invalidated and run again (one run heals).
+    """
     found = survey(store)
-    report = VerifyReport(damaged=[str(d) for d in found.damage])
+    report = VerifyReport(damaged=[str(d) for d in found.damage], repairable=len(found.damage))
     seen = {d.error.key for d in found.damage}
     for key, doc in store.json_items(RECORD_PREFIX, signed=True):
         if isinstance(doc, DamagedRecordError) and key not in seen:
             report.damaged.append(f"{describe(doc)}; its step runs again on its next run (if "
                                   "every record fails so, check $KITTEH_MAGIC_KEY_FILE)")
     live = set().union(found.journals, *found.records.values())
-    for err in store.verify_all():
-        digest = err.key.rpartition("/")[2]
-        report.damaged.append(f"{describe(err)}; " + (
-            "its step runs again on its next run and rewrites it" if digest in live
-            else "gc removes it (no record uses it)"))
+    damaged_values = store.verify_all()
+    for err in damaged_values:
+        if err.key.rpartition("/")[2] in live:
+            report.damaged.append(f"{describe(err)}; the step that needs it runs again on its "
+                                  "next run and rewrites it")
+        else:
+            report.damaged.append(f"{describe(err)}; gc will remove it: no record needs it")
+            report.repairable += 1
     dead = abandoned(store.directory / "tmp")
     if dead:
         report.notes.append(f"{len(dead)} temporary files left by dead writers hold "
                             f"{human_size(sum(size for _, size in dead))}: gc removes them")
+    if repair:
+        store.heal({err.key.rpartition("/")[2] for err in damaged_values
+                    if err.reason in _CONTENT})
+        report.repaired = gc(store)
     return report
 
 
@@ -345,13 +390,11 @@ def gc(store: Store, max_size: int | None = None) -> GcReport:
     found = survey(store)
     repaired = []
     for damage in found.damage:
-        line = str(damage)
-        if damage.repair is not None:
-            try:
-                damage.repair()
-            except DamagedRecordError as err:  # damaged again meanwhile: the next gc sees it
-                line += f" (not repaired: {err})"
-        repaired.append(line)
+        try:
+            damage.repair()
+            repaired.append(damage.outcome())
+        except DamagedRecordError as err:  # damaged again meanwhile: the next gc sees it
+            repaired.append(f"{damage}; not repaired: {describe(err)}")
     if found.damage:
         found = survey(store)  # what the repairs left
     catalog = Catalog(store)

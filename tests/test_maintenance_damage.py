@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 from kernel import Kernel
 
-from kitteh_magic import maintenance
-from kitteh_magic.status import render_text, session_status, store_text
+from kitteh_magic import maintenance, status
 from kitteh_magic.store import Store, blobs
 
 pytestmark = pytest.mark.kernel
@@ -174,7 +173,8 @@ NAMED_BY = {
 
 
 COMMANDS = {"status": ["status"], "status-json": ["status", "--json"], "verify": ["verify"],
-            "gc": ["gc"], "gc-trim": ["gc", "--max-size", "0"], "clear": ["clear"]}
+            "verify-repair": ["verify", "--repair"], "gc": ["gc"],
+            "gc-trim": ["gc", "--max-size", "0"], "clear": ["clear"]}
 
 
 @pytest.mark.parametrize("variant", list(COMMANDS))
@@ -193,8 +193,12 @@ def test_maintenance_commands_report_damage_and_carry_on(
     damaged = kind != "dead-writer-tmp"
     assert result.returncode == (1 if command == "verify" and damaged else 0), output
     if command in NAMED_BY.get(kind, ()):
-        [line] = [line for line in output.splitlines() if repr(key) in line]
-        assert "damaged" in line or "missing" in line
+        named = [line for line in output.splitlines() if repr(key) in line]
+        assert len(named) == (2 if variant == "verify-repair" else 1), output  # found, repaired
+        assert all("is damaged" in line or "is missing" in line for line in named)
+    if variant == "verify-repair":
+        assert result.stdout.splitlines()[-1] == ("1 damaged item, repaired" if damaged
+                                                  else "no damage found")
     if variant == "gc-trim":
         assert all(row["state"] == "invalidated" for row in json.loads(
             cli("status", "--json", store, cwd=tmp_path).stdout)[0]["steps"])
@@ -209,6 +213,50 @@ def test_maintenance_commands_report_damage_and_carry_on(
     shown = cli("status", store, "--json", cwd=tmp_path)
     assert shown.returncode == 0 and "damaged" not in shown.stderr, shown.stderr
     assert all(report["damaged"] == [] for report in json.loads(shown.stdout))
+
+
+def flipped_value_frame(store: Path) -> str:
+    """A bad disk: one byte of every small value frame in the index is flipped."""
+    db = sqlite3.connect(store / "index" / "cache.db")
+    rows = db.execute("SELECT rowid, value FROM Cache WHERE key LIKE 'km1/val/%'").fetchall()
+    for rowid, value in rows:
+        frame = bytearray(value)
+        frame[-5] ^= 0xFF
+        db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(frame), rowid))
+    db.commit()
+    db.close()
+    return f"{len(rows)} damaged items"
+
+
+def truncated_blob(store: Path) -> str:
+    [blob] = [p for p in (store / "blobs").rglob("*") if p.is_file()]
+    os.truncate(blob, blob.stat().st_size // 2)
+    return "1 damaged item"
+
+
+@pytest.mark.parametrize(("damage", "invalidated"), [
+    (flipped_value_frame, {"small", "big", "both"}),  # the small frames include every events list
+    (truncated_blob, {"big"}),
+])
+def test_damaged_values_heal_on_the_next_run_or_at_once_with_repair(
+        store: Path, tmp_path: Path, damage: Callable[[Path], str], invalidated: set[str]) -> None:
+    """gc cannot see a value's bytes are bad (it reads no value); verify says which steps
+    will run again, and ``verify --repair`` drops the values and invalidates those steps."""
+    count = damage(store)
+    for command in ("status", "gc"):
+        result = cli(command, store, cwd=tmp_path)
+        assert result.returncode == 0 and not result.stderr, result.stderr
+    found = cli("verify", store, cwd=tmp_path)
+    assert found.returncode == 1
+    assert found.stdout.splitlines()[-1].startswith(f"{count}: ")
+    assert "runs again on its next run" in found.stdout
+    repaired = cli("verify", "--repair", store, cwd=tmp_path)
+    assert repaired.returncode == 1 and repaired.stdout.splitlines()[-1] == f"{count}, repaired"
+    again = cli("verify", store, cwd=tmp_path)
+    assert (again.returncode, again.stdout.strip()) == (0, "no damage found"), again.stdout
+    states = {row["step"]: row["state"] for row in
+              json.loads(cli("status", "--json", store, cwd=tmp_path).stdout)[0]["steps"]}
+    assert {step for step, state in states.items() if state == "invalidated"} == invalidated
 
 
 @pytest.mark.parametrize(("kind", "rerun"), [("truncated-record", "small"),
@@ -263,7 +311,7 @@ def test_gc_removes_dead_writers_files_and_reports_the_bytes(store: Path) -> Non
     with Store(store) as opened:
         dead_writer_tmp(store)  # after the store was opened: opening may sweep too
         report = maintenance.gc(opened)
-        left = session_status(opened, "default")["temporary"]
+        left = status.session_status(opened, "default")["temporary"]
     assert report.temporary == 3 * MB and report.freed >= 3 * MB
     assert "3.0 MB of temporary files left by dead writers" in str(report)
     assert list((store / "tmp").iterdir()) == []
@@ -275,12 +323,12 @@ def test_status_counts_temporary_files(store: Path, tmp_path: Path) -> None:
         values = opened.values_size()
         (store / "tmp" / f"{'cd' * 16}.{os.getpid()}.0000beef.tmp").write_bytes(b"\0" * MB)
         dead_writer_tmp(store)
-        report = session_status(opened, "default")
-        whole = store_text(opened)
+        report = status.session_status(opened, "default")
+        whole = status.store_text(opened)
         on_disk = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
     assert report["temporary"] == {"size": 4 * MB, "abandoned": 3 * MB}
     assert ("plus 4.0 MB of temporary files (3.0 MB left by dead writers: gc removes them)"
-            in render_text(report).splitlines())
+            in status.render_text(report).splitlines())
     assert whole.startswith(f"the store takes {on_disk / MB:.1f} MB on disk: "
                             f"{values / MB:.1f} MB of values, 4.0 MB of temporary files (3.0 MB")
     shown = cli("status", store, cwd=tmp_path).stdout.splitlines()

@@ -81,8 +81,12 @@ class BlobFiles:
         return self.root / digest[:2] / digest
 
     def exists(self, digest: str) -> bool:
-        """Whether the blob of ``digest`` is committed."""
-        return os.path.exists(self.path(digest))
+        """Whether the blob of ``digest`` is committed: a file (not a directory or a link that
+        stands in its place, which no read can use)."""
+        try:
+            return stat.S_ISREG(os.lstat(self.path(digest)).st_mode)
+        except OSError:
+            return False
 
     def write(self, digest: str, parts: Sequence[Bytes]) -> int:
         """Commit ``parts`` (written back to back) as the blob of ``digest``; return its size.
