@@ -4,8 +4,9 @@
 pointer, record and journal entry is checked (JSON, schema, bound to its key, the values it names
 present), and what fails is a :class:`Damage`, one line naming it and what gc does about it.
 ``verify`` only reports (and checks every value's bytes as well); ``gc`` repairs what it can and
-then collects, so that after it ``verify`` finds nothing it could have repaired. No damaged item
-stops either: it is reported, skipped, and the command carries on.
+then collects, so that after it ``verify`` finds nothing it could have repaired; ``verify
+--repair`` first drops the values whose bytes are damaged (gc reads no value), then runs gc. No
+damaged item stops any of them: it is reported, skipped, and the command carries on.
 
 What gc does is what the kernel does when it meets the same damage, so one recompute heals:
 
@@ -104,6 +105,16 @@ class Survey:
     journals: set[str] = field(default_factory=set)
     """Stored values that readable journal entries of unfinished executions need."""
     damage: list[Damage] = field(default_factory=list)
+    heals: list[str] = field(default_factory=list)
+    """Damage gc leaves to the kernel, one line each: a journaled result that is gone (its
+    call is made again, or, for an effect, reported as interrupted: never run twice)."""
+    _present: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    def missing(self, store: Store, digests: set[str]) -> list[str]:
+        """The digests of ``digests`` that the store holds no value for, sorted."""
+        for digest in digests - self._present.keys():
+            self._present[digest] = store.has_value({"digest": digest, "kind": "blob"})
+        return sorted(d for d in digests if not self._present[d])
 
 
 def survey(store: Store) -> Survey:
@@ -139,13 +150,6 @@ def _survey_records(store: Store, catalog: Catalog, found: Survey) -> None:
     for ptr in found.pointers:
         for key in {*ptr.keys, *([ptr.key] if ptr.key else [])}:
             users.setdefault(key, []).append(ptr)
-    present: dict[str, bool] = {}
-
-    def missing(digest: str) -> bool:
-        if digest not in present:
-            present[digest] = store.has_value({"digest": digest, "kind": "blob"})
-        return not present[digest]
-
     stored = set()
     for key, doc in store.json_items(RECORD_PREFIX):
         step_key = key[len(RECORD_PREFIX):]
@@ -155,7 +159,7 @@ def _survey_records(store: Store, catalog: Catalog, found: Survey) -> None:
             if record.key != step_key:
                 raise DamagedRecordError(key, "format", f"holds the record of {record.key!r}")
             digests = _record_digests(key, record)
-            gone = sorted(d for d in digests if missing(d))
+            gone = found.missing(store, digests)
             if gone:
                 raise DamagedRecordError(key, "missing-blob", f"{len(gone)} of its values are "
                                          f"gone ({gone[0]}{', ...' if len(gone) > 1 else ''})")
@@ -227,7 +231,13 @@ def _survey_journals(store: Store, found: Survey) -> None:
                 _raise(doc)
                 continue
             entry = checked(JournalEntry, key, _raise(doc))
-            found.journals |= _stored_digests(key, [entry.result, entry.error, entry.receiver])
+            digests = _stored_digests(key, [entry.result, entry.error, entry.receiver])
+            found.journals |= digests
+            gone = found.missing(store, digests)
+            if gone:
+                lost = DamagedRecordError(key, "missing-blob", f"its value {gone[0]} is gone")
+                found.heals.append(f"{describe(lost)}; the step's next run makes that call "
+                                   "again (an effect is reported as interrupted instead)")
         except DamagedRecordError as err:
             if is_entry:
                 truncated.add(prefix)
@@ -292,30 +302,41 @@ class VerifyReport:
     """What ``verify`` found: damaged items (one line each) and notes that are not damage."""
 
     damaged: list[str] = field(default_factory=list)
-    repairable: int = 0
-    """How many of ``damaged`` gc repairs; the others are damaged values that heal when their
-    step next runs (the kernel drops what fails to load and the run rewrites it), or at once
-    with ``--repair``."""
+    by_gc: int = 0
+    """How many of ``damaged`` gc repairs."""
+    by_repair: int = 0
+    """Damaged values a step needs: its next run heals them (the kernel drops what fails to
+    load and the run rewrites it), or ``--repair`` drops them at once."""
     notes: list[str] = field(default_factory=list)
     repaired: GcReport | None = None
     """What ``--repair`` did."""
 
     def __str__(self) -> str:
-        count, left = len(self.damaged), len(self.damaged) - self.repairable
-        healed = "it heals when its step next runs" if left == 1 else (
-            f"{left} heal when their steps next run")
+        count = len(self.damaged)
         if not count:
-            summary = "no damage found"
-        elif self.repaired is not None:
-            summary = f"{count} damaged item{'s' if count > 1 else ''}, repaired"
-        elif not left:
-            summary = f"{count} damaged item{'s' if count > 1 else ''}: gc repairs them"
+            return "\n".join([*self.notes, "no damage found"])
+        later = count - self.by_gc - self.by_repair
+        if self.repaired is not None:
+            parts = [f"{count - later} repaired"]
         else:
-            summary = (f"{count} damaged item{'s' if count > 1 else ''}: "
-                       + (f"gc repairs {self.repairable}, " if self.repairable else "")
-                       + f"{healed} (or now: verify --repair)")
+            parts = [f"gc repairs {self.by_gc}"] if self.by_gc else []
+            if self.by_repair:
+                parts.append(f"{_heal(self.by_repair)}, or now with verify --repair")
+        if later:
+            parts.append(_heal(later))
         repaired = [str(self.repaired)] if self.repaired is not None else []
-        return "\n".join([*self.damaged, *self.notes, *repaired, summary])
+        return "\n".join([*self.damaged, *self.notes, *repaired,
+                          f"{count} damaged item{'s' * (count > 1)}: {'; '.join(parts)}"])
+
+
+def _heal(count: int) -> str:
+    """The summary's part for items that heal when their step next runs.
+
+    >>> _heal(1), _heal(2)
+    ('1 heals on the next run of its step', '2 heal on the next run of their steps')
+    """
+    return (f"{count} heals on the next run of its step" if count == 1
+            else f"{count} heal on the next run of their steps")
 
 
 _CONTENT = frozenset({"truncated", "checksum", "format"})
@@ -330,7 +351,8 @@ def verify(store: Store, *, repair: bool = False) -> VerifyReport:
     runs, so the steps that needed them are invalidated and run again (one run heals).
     """
     found = survey(store)
-    report = VerifyReport(damaged=[str(d) for d in found.damage], repairable=len(found.damage))
+    report = VerifyReport(damaged=[*map(str, found.damage), *found.heals],
+                          by_gc=len(found.damage))
     seen = {d.error.key for d in found.damage}
     for key, doc in store.json_items(RECORD_PREFIX, signed=True):
         if isinstance(doc, DamagedRecordError) and key not in seen:
@@ -342,9 +364,10 @@ def verify(store: Store, *, repair: bool = False) -> VerifyReport:
         if err.key.rpartition("/")[2] in live:
             report.damaged.append(f"{describe(err)}; the step that needs it runs again on its "
                                   "next run and rewrites it")
+            report.by_repair += err.reason in _CONTENT
         else:
             report.damaged.append(f"{describe(err)}; gc will remove it: no record needs it")
-            report.repairable += 1
+            report.by_gc += 1
     dead = abandoned(store.directory / "tmp")
     if dead:
         report.notes.append(f"{len(dead)} temporary files left by dead writers hold "

@@ -197,7 +197,7 @@ def test_maintenance_commands_report_damage_and_carry_on(
         assert len(named) == (2 if variant == "verify-repair" else 1), output  # found, repaired
         assert all("is damaged" in line or "is missing" in line for line in named)
     if variant == "verify-repair":
-        assert result.stdout.splitlines()[-1] == ("1 damaged item, repaired" if damaged
+        assert result.stdout.splitlines()[-1] == ("1 damaged item: 1 repaired" if damaged
                                                   else "no damage found")
     if variant == "gc-trim":
         assert all(row["state"] == "invalidated" for row in json.loads(
@@ -251,12 +251,33 @@ def test_damaged_values_heal_on_the_next_run_or_at_once_with_repair(
     assert found.stdout.splitlines()[-1].startswith(f"{count}: ")
     assert "runs again on its next run" in found.stdout
     repaired = cli("verify", "--repair", store, cwd=tmp_path)
-    assert repaired.returncode == 1 and repaired.stdout.splitlines()[-1] == f"{count}, repaired"
+    assert repaired.returncode == 1
+    assert repaired.stdout.splitlines()[-1] == f"{count}: {count.split()[0]} repaired"
     again = cli("verify", store, cwd=tmp_path)
     assert (again.returncode, again.stdout.strip()) == (0, "no damage found"), again.stdout
     states = {row["step"]: row["state"] for row in
               json.loads(cli("status", "--json", store, cwd=tmp_path).stdout)[0]["steps"]}
     assert {step for step, state in states.items() if state == "invalidated"} == invalidated
+
+
+def test_a_journaled_result_that_is_gone_is_left_to_the_kernel(store: Path,
+                                                               tmp_path: Path) -> None:
+    """Dropping the entry would run an effect twice; the kernel reports it instead."""
+    key = "km1/jrn/default/both/00000000"
+    with Store(store) as opened:
+        opened.put_json(key, {"pos": 0, "callee": "shop.buy", "args": "0" * 32, "effect": True,
+                              "result": {"digest": "9" * 32, "size": 9, "kind": "blob",
+                                         "type": "int"}})
+    for _ in range(2):
+        found = cli("verify", store, cwd=tmp_path)
+        assert found.returncode == 1
+        assert found.stdout.splitlines() == [
+            f"journal document {key!r} is damaged (missing-blob): its value {'9' * 32} is gone; "
+            "the step's next run makes that call again (an effect is reported as interrupted "
+            "instead)",
+            "1 damaged item: 1 heals on the next run of its step"]
+        collected = cli("gc", store, cwd=tmp_path)
+        assert collected.returncode == 0 and repr(key) not in collected.stdout
 
 
 @pytest.mark.parametrize(("kind", "rerun"), [("truncated-record", "small"),
