@@ -276,14 +276,23 @@ def temporary_text(usage: dict[str, int]) -> str:
 
 
 def store_text(store: Store) -> str:
-    """What the whole store takes on disk: values, temporary files, and the index's metadata
-    and free pages (walks ``blobs/``: for the command line, not for polling)."""
+    """What the whole store takes on disk: values, temporary files, the index's metadata and
+    free pages, and anything else in the directory, such as damaged indexes moved aside (walks
+    ``blobs/``: for the command line, not for polling)."""
     values, temporary = store.values_size(), temporary_usage(store)
-    total = sum(_bytes_under(store.directory / part) for part in ("index", "blobs", "tmp"))
-    text = f"the store takes {human_size(total)} on disk: {human_size(values)} of values"
+    own = sum(_bytes_under(store.directory / part) for part in ("index", "blobs", "tmp"))
+    other = _bytes_under(store.directory) - own
+    text = (f"the store takes {human_size(own + other)} on disk: "
+            f"{human_size(values)} of values")
     if temporary["size"]:
         text += f", {temporary_text(temporary)}"
-    return text + f", {human_size(max(total - values - temporary['size'], 0))} of metadata"
+    text += f", {human_size(max(own - values - temporary['size'], 0))} of metadata"
+    if other > 0:
+        aside = any(store.directory.glob("index.damaged-*"))
+        text += f", {human_size(other)} of other files" + (
+            " (damaged indexes moved aside, index.damaged-*: delete them once not needed)"
+            if aside else "")
+    return text
 
 
 def _bytes_under(directory: Path) -> int:

@@ -344,6 +344,9 @@ def test_status_counts_temporary_files(store: Path, tmp_path: Path) -> None:
         values = opened.values_size()
         (store / "tmp" / f"{'cd' * 16}.{os.getpid()}.0000beef.tmp").write_bytes(b"\0" * MB)
         dead_writer_tmp(store)
+        aside = store / "index.damaged-20261130-120000-4242"  # as the store moves a bad index
+        aside.mkdir()
+        (aside / "cache.db").write_bytes(b"\0" * 2 * MB)
         report = status.session_status(opened, "default")
         whole = status.store_text(opened)
         on_disk = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
@@ -352,6 +355,8 @@ def test_status_counts_temporary_files(store: Path, tmp_path: Path) -> None:
             in status.render_text(report).splitlines())
     assert whole.startswith(f"the store takes {on_disk / MB:.1f} MB on disk: "
                             f"{values / MB:.1f} MB of values, 4.0 MB of temporary files (3.0 MB")
+    assert whole.endswith("2.0 MB of other files (damaged indexes moved aside, "
+                          "index.damaged-*: delete them once not needed)")
     shown = cli("status", store, cwd=tmp_path).stdout.splitlines()
     assert shown[-1].startswith("the store takes ")
 
