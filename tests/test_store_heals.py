@@ -142,6 +142,22 @@ def test_a_record_written_back_after_a_forced_run_is_refused(
     assert "DamagedStoreWarning" in result.stderr and "rollback" in result.stderr
 
 
+def test_an_entry_of_an_earlier_execution_written_into_a_later_one_is_refused(
+        kernel: Kernel, server: CountingServer, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    die_at(kernel, "journal-entry-written", calls("job"))
+    earlier = [row for row in rows(store, "km1/jrn/%") if not row[0].endswith("#head")]
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}\n%durable invalidate job")
+    die_at(kernel, "journal-entry-written", calls("job"))  # a new execution, killed alike
+    assert hits(server) == [2, 0, 0]
+    put_rows(store, earlier)  # its first entry replaced by the earlier execution's
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    result = kernel.ok(calls("job"))
+    assert result.text == "3"
+    assert "another execution" in result.stderr
+    assert hits(server) == [3, 1, 1], "the earlier execution's entry answered the call"
+
+
 def test_a_journal_entry_written_back_after_an_invalidate_is_refused(
         kernel: Kernel, server: CountingServer, tmp_path: Path) -> None:
     store = tmp_path / "store"
@@ -189,10 +205,10 @@ def test_a_lost_large_activity_result_is_called_again_once(
 
 # Kind 4: damaged metadata heals on the next run --------------------------------------------------
 POINTER_DAMAGE = {
-    "not JSON": "{oops",
-    "a required field missing": '{"step": "job"}',
-    "a field of the wrong type": None,  # keys: a number instead of a list
-    "a JSON list": "[1, 2]",
+    "not_json": "{oops",
+    "field_missing": '{"step": "job"}',
+    "wrong_type": None,  # keys: a number instead of a list
+    "json_list": "[1, 2]",
 }
 
 
@@ -260,8 +276,8 @@ def _truncated(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
 
 
-BLOB_DAMAGE = {"a directory in its place": _blob_as_directory, "a future format": _future_version,
-               "a flipped byte": _flipped, "truncated": _truncated, "deleted": Path.unlink}
+BLOB_DAMAGE = {"directory": _blob_as_directory, "future_format": _future_version,
+               "flipped_byte": _flipped, "truncated": _truncated, "deleted": Path.unlink}
 
 OUTPUTS = textwrap.dedent("""\
     %%durable many

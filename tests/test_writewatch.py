@@ -74,16 +74,16 @@ def test_an_unwritten_buffer_is_not_hashed_again(big: np.ndarray[Any, Any]) -> N
 
 
 WRITES: dict[str, Callable[[np.ndarray[Any, Any], Path], None]] = {
-    "an element": lambda a, _: a.__setitem__(-1, -1.0),
-    "a view made before": lambda a, _: a[1000:2000].__setitem__(5, 7.0),
-    "a reshaped view": lambda a, _: a[: (a.size // 2) * 2].reshape(2, -1).__setitem__(
+    "element": lambda a, _: a.__setitem__(-1, -1.0),
+    "view": lambda a, _: a[1000:2000].__setitem__(5, 7.0),
+    "reshaped_view": lambda a, _: a[: (a.size // 2) * 2].reshape(2, -1).__setitem__(
         (1, 3), 9.0),
-    "np.copyto": lambda a, _: np.copyto(a[10:12], [3.0, 4.0]),
-    "ctypes.memmove": lambda a, _: ctypes.memmove(a.ctypes.data + 4096 * 9, b"\xff" * 8, 8),
-    "a file read into it": lambda a, p: _read_into(a, p),
-    "os.preadv": lambda a, p: _preadv(a, p),
-    "another thread": lambda a, _: _in_thread(lambda: a.__setitem__(123_457, 5.0)),
-    "the last page's tail": lambda a, _: a.__setitem__(a.size - 1, 1e9),
+    "np_copyto": lambda a, _: np.copyto(a[10:12], [3.0, 4.0]),
+    "ctypes_memmove": lambda a, _: ctypes.memmove(a.ctypes.data + 4096 * 9, b"\xff" * 8, 8),
+    "file_readinto": lambda a, p: _read_into(a, p),
+    "os_preadv": lambda a, p: _preadv(a, p),
+    "thread": lambda a, _: _in_thread(lambda: a.__setitem__(123_457, 5.0)),
+    "last_page_tail": lambda a, _: a.__setitem__(a.size - 1, 1e9),
 }
 
 
