@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .errors import DamagedRecordError
-from .status import checked, describe, human_size, read_sessions, read_steps
+from .status import (
+    checked,
+    describe,
+    human_size,
+    process_alive,
+    read_sessions,
+    read_steps,
+)
 from .steps.catalog import Catalog
 from .steps.records import (
     JOURNAL_PREFIX,
@@ -422,11 +429,15 @@ def gc(store: Store, max_size: int | None = None) -> GcReport:
         found = survey(store)  # what the repairs left
     catalog = Catalog(store)
     live = {key for ptr in found.pointers for key in ptr.keys}
-    orphans = [key for key in found.records if key not in live]
+    # A step running in a live kernel writes its values, then its record, then its pointer:
+    # what it wrote since it started is not garbage yet.
+    since = in_flight_since(found.pointers)
+    orphans = [key for key in found.records if key not in live
+               and (since is None or _finished(store, key) < since)]
     for key in orphans:
         store.delete(record_key(key))
     removed = len(orphans)
-    freed = temporary + store.collect(_digests(found, live))
+    freed = temporary + store.collect(_digests(found, live), keep_after=since)
     if max_size is not None and store.values_size() > max_size:
         versions = sorted(((p.finished, p.session, p.step, key)
                            for p in found.pointers for key in p.keys), key=lambda v: v[0])
@@ -437,9 +448,26 @@ def gc(store: Store, max_size: int | None = None) -> GcReport:
             live.discard(key)
             store.delete(record_key(key))
             removed += 1
-            freed += store.collect(_digests(found, live))
+            freed += store.collect(_digests(found, live), keep_after=since)
     return GcReport(records=removed, freed=freed, size=store.values_size(),
                     temporary=temporary, repaired=repaired)
+
+
+def in_flight_since(pointers: list[StepPointer]) -> float | None:
+    """When the oldest step still running in a live kernel started; None when none runs."""
+    running = [p.started for p in pointers
+               if p.state == "running" and process_alive(p.pid, p.proc_start, p.host)]
+    return min(running) if running else None
+
+
+def _finished(store: Store, key: str) -> float:
+    """When a record was written (unverified read); 0 when it cannot be told."""
+    try:
+        doc = store.get_json(record_key(key)) or {}
+    except DamagedRecordError:
+        return 0.0
+    finished = doc.get("finished", 0.0)
+    return float(finished) if isinstance(finished, int | float) else 0.0
 
 
 def _digests(found: Survey, live: set[str]) -> set[str]:

@@ -413,3 +413,34 @@ def test_sweep_never_removes_a_file_this_process_is_writing(tmp_path: Path) -> N
     assert files.write("12" * 16, parts) == 2 * MB
     assert parts.swept == 0
     assert files.path("12" * 16).stat().st_size == 2 * MB
+
+
+def test_gc_keeps_what_a_running_step_wrote_before_its_record(tmp_path: Path) -> None:
+    """A kernel saving a step writes values, then the record, then the pointer: a gc from
+    another process in between must not take them (nor the record), and takes them once the
+    step is no longer running in a live kernel."""
+    import psutil
+
+    from kitteh_magic.steps.catalog import Catalog
+    from kitteh_magic.steps.records import StepPointer, StepRecord, pointer_key
+
+    with Store(tmp_path / "store", key_file=tmp_path / "key") as st:
+        catalog = Catalog(st)
+        started = time.time() - 1
+        ptr = StepPointer(session="s", step="job", state="running", started=started,
+                          pid=os.getpid(), host=status.HOST,
+                          proc_start=psutil.Process().create_time())
+        st.put_json(pointer_key("s", "job"), ptr.to_doc())
+        small = st.put_value({"a": 1})
+        big = st.put_value(b"x" * 2_000_000)
+        catalog.put_record(StepRecord(key="k" * 32, session="s", step="job", code="",
+                                      finished=time.time()))
+        maintenance.gc(st)
+        assert st.has_value(small) and st.has_value(big)
+        assert catalog.record("k" * 32) is not None
+
+        ptr.pid = dead_pid()  # the kernel died: nothing of it is in flight any more
+        st.put_json(pointer_key("s", "job"), ptr.to_doc())
+        maintenance.gc(st)
+        assert not st.has_value(small) and not st.has_value(big)
+        assert catalog.record("k" * 32) is None

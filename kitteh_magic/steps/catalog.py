@@ -192,14 +192,30 @@ class Catalog:
         return [k[len(RECORD_PREFIX):] for k in self.store.keys(RECORD_PREFIX)]
 
     def record_digests(self, step_key: str) -> set[str]:
-        """Value digests a record references (unverified read: used by garbage collection)."""
-        doc = self.store.get_json(record_key(step_key))
+        """Value digests a record references (unverified read: garbage collection and healing).
+
+        A record that is not JSON or has fields of the wrong shape gives what can be read of it
+        (nothing at worst): its damage is reported by whoever reads it for real.
+        """
+        try:
+            doc = self.store.get_json(record_key(step_key))
+        except DamagedRecordError:
+            return set()
         if doc is None:
             return set()
-        record = StepRecord.from_doc(doc)
-        refs = [entry.get("ref") for entry in record.outputs.values()]
-        refs += [record.value.get("ref") if record.value else None, record.events]
-        digests = {ref["digest"] for ref in refs if ref}
-        # A group may refer to values of earlier steps (identity kept across steps).
-        digests.update(d for ref in refs if ref for d in ref.get("refs", ()))
+        outputs = doc.get("outputs")
+        entries = list(outputs.values()) if isinstance(outputs, dict) else []
+        refs = [entry.get("ref") for entry in entries if isinstance(entry, dict)]
+        value = doc.get("value")
+        refs += [value.get("ref") if isinstance(value, dict) else None, doc.get("events")]
+        digests: set[str] = set()
+        for ref in refs:
+            if not isinstance(ref, dict):
+                continue
+            if isinstance(ref.get("digest"), str):
+                digests.add(ref["digest"])
+            # A group may refer to values of earlier steps (identity kept across steps).
+            inner = ref.get("refs")
+            if isinstance(inner, list):
+                digests.update(d for d in inner if isinstance(d, str))
         return digests

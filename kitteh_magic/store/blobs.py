@@ -166,6 +166,13 @@ class BlobFiles:
                     with contextlib.suppress(FileNotFoundError):
                         yield entry.name, entry.stat(follow_symlinks=False).st_size
 
+    def written(self, digest: str) -> float:
+        """When the blob of ``digest`` was committed (its modification time); 0 if it is gone."""
+        try:
+            return self.path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
     def sweep_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
         """Delete the temporary files of dead writers (see :func:`sweep`); return bytes freed."""
         return sweep(self.tmp, max_age)

@@ -49,7 +49,6 @@ from kitteh_magic.store.signing import Signer, private_parents
 STORE_FORMAT = 1
 KEY_PREFIX = "km1/"
 VALUE_PREFIX = KEY_PREFIX + "val/"
-TMP_MAX_AGE = 3600.0
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")
 _MISSING = object()
@@ -132,6 +131,7 @@ class Store:
             ) from exc
         self._cache.disk.signer = self._signer
         self._blobs = BlobFiles(self.directory / "blobs", self.directory / "tmp", durability)
+        self._blobs.sweep_tmp()  # dead writers' temporary files: one scandir when there are none
         self._unverified: list[str] = []
         """Digests of values restored without their buffers' checksums (above the limit)."""
         self._verifier: ThreadPoolExecutor | None = None
@@ -433,25 +433,37 @@ class Store:
 
     # -- housekeeping -------------------------------------------------------------------------
 
-    def collect(self, live_digests: set[str]) -> int:
-        """Delete values whose digest is not in ``live_digests`` and stale temporary files.
+    def collect(self, live_digests: set[str], *, keep_after: float | None = None) -> int:
+        """Delete values whose digest is not in ``live_digests``, and dead writers' temporary
+        files.
+
+        Args:
+            live_digests: the values some record or journal entry needs.
+            keep_after: values written at or after this time (seconds since the epoch) are
+                kept even when nothing names them yet: a kernel saving a step writes its values
+                before the record and the journal entries that name them, so ``gc`` passes the
+                start of the oldest step running in a live kernel.
 
         Returns:
             The bytes freed.
         """
         freed = 0
+        young = float("inf") if keep_after is None else keep_after
         with self._failing("collect garbage"):
-            dead = [key for key in self._range(VALUE_PREFIX)
-                    if key[len(VALUE_PREFIX):] not in live_digests]
+            upper = VALUE_PREFIX[:-1] + chr(ord(VALUE_PREFIX[-1]) + 1)
+            dead = [key for key, stored in self._cache._sql(
+                "SELECT key, store_time FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
+                (VALUE_PREFIX, upper)).fetchall()
+                if key[len(VALUE_PREFIX):] not in live_digests and (stored or 0) < young]
             for key in dead:
                 with self._cache.transact(retry=True):
                     size = self._value_bytes(key)
                     if self._cache.delete(key):
                         freed += size
             for digest, _ in list(self._blobs.entries()):
-                if digest not in live_digests:
+                if digest not in live_digests and self._blobs.written(digest) < young:
                     freed += self._blobs.remove(digest)
-            freed += self._blobs.sweep_tmp(TMP_MAX_AGE)
+            freed += self._blobs.sweep_tmp()
         return freed
 
     def values_size(self) -> int:
