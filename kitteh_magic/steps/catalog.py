@@ -46,7 +46,7 @@ class Catalog:
             try:
                 doc = self.store.get_json(key)
                 if doc is not None:
-                    found.append(kind.checked(key, doc))
+                    found.append(_at_its_key(key, kind.checked(key, doc)))
             except DamagedRecordError as err:
                 self.damaged.append(err)
         return found
@@ -113,7 +113,7 @@ class Catalog:
         if doc is None:
             return None
         try:
-            return kind.checked(key, doc)
+            return _at_its_key(key, kind.checked(key, doc))
         except DamagedRecordError as err:
             self.damaged.append(err)
             return None
@@ -219,3 +219,16 @@ class Catalog:
             if isinstance(inner, list):
                 digests.update(d for d in inner if isinstance(d, str))
         return digests
+
+
+def _at_its_key(key: str, doc: _D) -> _D:
+    """A session or pointer document must be the one its key names (not one copied over it).
+
+    Raises:
+        DamagedRecordError: it names another session or step (``format``).
+    """
+    own = session_key(doc.name) if isinstance(doc, SessionDoc) else pointer_key(doc.session,
+                                                                                 doc.step)
+    if own != key:
+        raise DamagedRecordError(key, "format", f"the document belongs at {own!r}")
+    return doc

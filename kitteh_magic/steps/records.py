@@ -132,10 +132,19 @@ class _Doc:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                     raise DamagedRecordError(key, "format", f"field {f.name!r} is missing")
                 continue
-            expected = _JSON_TYPES.get(str(f.type))
-            if expected is not None and not isinstance(doc[f.name], expected):
+            value, kind = doc[f.name], str(f.type)
+            expected = _JSON_TYPES.get(kind)
+            if expected is not None and not isinstance(value, expected):
                 raise DamagedRecordError(key, "format", f"field {f.name!r} is a "
-                                         f"{type(doc[f.name]).__name__}, expected {f.type}")
+                                         f"{type(value).__name__}, expected {kind}")
+            items = value.values() if isinstance(value, dict) else value
+            if kind in ("list[str]", "dict[str, str]") and not all(
+                    isinstance(v, str) for v in items):
+                raise DamagedRecordError(key, "format", f"field {f.name!r} holds a non-string")
+            allowed = _CHOICES.get(kind)
+            if allowed is not None and value not in allowed:
+                raise DamagedRecordError(key, "format", f"field {f.name!r} is {value!r}, "
+                                         f"expected one of {sorted(allowed)}")
         return cls.from_doc(doc)
 
 
@@ -149,6 +158,13 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     'Literal["executed", "replayed", ""]': str,
 }
 """Annotation (as written, ``from __future__ import annotations``) -> the JSON types allowed."""
+
+_CHOICES: dict[str, frozenset[str]] = {
+    "State": frozenset({"running", "done", "failed", "invalidated"}),
+    "Literal['executed', 'replayed', '']": frozenset({"executed", "replayed", ""}),
+    'Literal["executed", "replayed", ""]': frozenset({"executed", "replayed", ""}),
+}
+"""Annotations whose values are a closed set."""
 
 
 @dataclass
