@@ -464,8 +464,11 @@ class Campaign:
     """One server, one signing key and a work folder; parts add outcomes."""
 
     def __init__(self, work: Path, server: ApiServer, seed: int = 8,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, keep: bool = False) -> None:
         self.work = work
+        self.keep = keep
+        """Keep every trial's store and logs (else each is removed once its trial is over)."""
+        self.folders: list[Path] = []
         self.server = server
         self.key = work / "key"
         self.rng = random.Random(seed)
@@ -481,7 +484,17 @@ class Campaign:
         name = f"{tag}{self._ids}"
         directory = self.work / name
         directory.mkdir(parents=True)
+        self.folders.append(directory)
         return Scenario(f"{self.server.url}/{name}", directory, delay)
+
+    def tidy(self, since: int = 0) -> None:
+        """Remove the folders of trials from ``self.folders[since:]`` (a trial's store holds
+        50 MB blobs; a full campaign would fill a disk), unless asked to keep them."""
+        if self.keep:
+            return
+        for folder in self.folders[since:]:
+            shutil.rmtree(folder, ignore_errors=True)
+        del self.folders[since:]
 
     def env(self, store: Path) -> dict[str, str]:
         return {"KITTEH_MAGIC_DIR": str(store), "KITTEH_MAGIC_STORE": str(store),
@@ -653,6 +666,7 @@ class Campaign:
 def guarded(c: Campaign, part: str, kind: str, trial: Callable[[], object]) -> None:
     """Run one trial; an exception of the harness itself is reported as a harness problem (not
     a product failure) and the campaign goes on."""
+    since = len(c.folders)
     try:
         trial()
     except Exception as err:
@@ -661,6 +675,9 @@ def guarded(c: Campaign, part: str, kind: str, trial: Callable[[], object]) -> N
         out.problems.append(f"{type(err).__name__}: {_summary(str(err), 200)} "
                             f"(at {Path(where.filename).name}:{where.lineno})")
         c.add(out)
+    finally:
+        if part != "damage" or kind != "template":  # templates serve the damage cases after
+            c.tidy(since)
 
 
 # -- part (a): SIGKILL at random times and at commit points ------------------------------------
@@ -1222,11 +1239,13 @@ def damage_case(c: Campaign, name: str, damage: Callable[..., None],
     cli_before.result()
     if marker.exists():
         out.fail("code", "the planted pickle was loaded (it created its file)")
-    shutil.rmtree(directory, ignore_errors=True)
+    if not c.keep:
+        shutil.rmtree(directory, ignore_errors=True)
     return c.add(out)
 
 
 def part_damage(c: Campaign, quick: bool, match: str = "") -> None:
+    since = len(c.folders)
     for interrupted, damages in ((False, FINISHED_DAMAGES), (True, INTERRUPTED_DAMAGES)):
         chosen = {name: damage for name, damage in damages.items()
                   if (not quick or name in QUICK_DAMAGES) and match.lower() in name.lower()}
@@ -1239,6 +1258,7 @@ def part_damage(c: Campaign, quick: bool, match: str = "") -> None:
             if templates:
                 guarded(c, "damage", name,
                         functools.partial(damage_case, c, name, damage, templates[0]))
+    c.tidy(since)  # the templates
 
 
 # -- part (c): tamper and rollback -------------------------------------------------------------
@@ -1392,6 +1412,7 @@ TAMPERS: dict[str, Callable[[Campaign, _Tamper], None]] = {
 def part_tamper(c: Campaign, quick: bool) -> None:
     for name, case in TAMPERS.items():
         out = Outcome("tamper", name)
+        since = len(c.folders)
         t = _Tamper(c, out)
         try:
             case(c, t)
@@ -1399,6 +1420,7 @@ def part_tamper(c: Campaign, quick: bool) -> None:
             out.problems.append(f"{type(err).__name__}: {_summary(str(err), 200)}")
         finally:
             t.stop()
+            c.tidy(since)
         c.add(out)
 
 
@@ -1617,14 +1639,16 @@ def report(outcomes: Sequence[Outcome], seconds: float | None = None) -> str:
 
 @contextlib.contextmanager
 def campaign(work: Path | None = None, seed: int = 8,
-             progress: Callable[[str], None] | None = None) -> Iterator[Campaign]:
-    """A server, a work folder (a temporary one unless given) and the baseline run."""
+             progress: Callable[[str], None] | None = None,
+             keep: bool = False) -> Iterator[Campaign]:
+    """A server, a work folder (a temporary one unless given) and the baseline run; with
+    ``keep``, every trial's store and kernel logs stay in the work folder."""
     server = ApiServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     owned = work is None
     folder = Path(tempfile.mkdtemp(prefix="kitteh-chaos-")) if work is None else work
-    c = Campaign(folder, server, seed, progress)
+    c = Campaign(folder, server, seed, progress, keep)
     try:
         c.baseline()
         yield c
@@ -1633,6 +1657,7 @@ def campaign(work: Path | None = None, seed: int = 8,
         server.unhold()
         server.shutdown()
         server.server_close()
+        c.tidy()
         if owned:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -1692,7 +1717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def progress(text: str) -> None:
         print(f"{time.monotonic() - started:6.0f}s {text}", file=sys.stderr, flush=True)
 
-    with campaign(args.keep, args.seed, progress) as c:
+    with campaign(args.keep, args.seed, progress, keep=args.keep is not None) as c:
         run_parts(c, args.only, args.trials, args.quick, args.match)
         print(report(c.outcomes, time.monotonic() - started))
     return 0
