@@ -7,9 +7,23 @@ the thing, what was expected, what was found and what to do.
 
 from __future__ import annotations
 
+import os
+import traceback
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 class KittehError(Exception):
     """Base class of every error kitteh_magic raises on purpose."""
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook for how an error shows in a cell: the user's frames and the message,
+        without kitteh_magic's own frames (the message says what happened and what to do)."""
+        frames = [f for f in traceback.extract_tb(self.__traceback__)
+                  if not os.path.abspath(f.filename).startswith(_PACKAGE)]
+        text = "".join(["Traceback (most recent call last):\n", *traceback.format_list(frames),
+                        *traceback.format_exception_only(type(self), self)])
+        return text.rstrip("\n").split("\n")
 
 
 class StoreError(KittehError):

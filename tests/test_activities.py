@@ -216,6 +216,8 @@ def test_changed_call_sequence_is_a_nondeterminism_error(
     message = result.error["evalue"]
     assert "'seq'" in message and "#2" in message and "--force" in message
     assert "urllib.request.urlopen" in message
+    shown = "\n".join(result.error["traceback"])
+    assert "kitteh_magic/" not in shown and "NondeterminismError" in shown, shown
     assert server.hits["/item/5"] == 0
     forced = sdk_kernel.run(first.replace("%%durable seq", "%%durable seq --force"))
     assert forced.error is not None and forced.error["ename"] == "RuntimeError"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kernel import Kernel
+from kernel import Kernel, runs
 from oracle import check
 
 pytestmark = pytest.mark.kernel
@@ -606,6 +606,21 @@ def test_f8_an_array_made_read_only(
 
 
 # X. Fingerprint changed without a change ----------------------------------------------------------
+@pytest.mark.parametrize("binding", ["import json", "from json import dumps as json_dumps"])
+def test_x0_a_step_that_imports_what_its_helper_reads_replays_in_its_own_kernel(
+        start_kernel: Start, tmp_path: Path, counter: Counter, binding: str) -> None:
+    use = "json.dumps" if binding == "import json" else "json_dumps"
+    helper = f"{binding}\ndef helper():\n    return {use}([1])"
+    cell = step("s", counter, f"{binding}\nx = helper()")
+    check(start_kernel, tmp_path, [helper, cell], ["x"])
+    kernel = start_kernel()
+    kernel.ok("%load_ext kitteh_magic\n" + helper)
+    before = runs(tmp_path, "s")
+    results = [kernel.ok(cell) for _ in range(3)]
+    assert all(r.replayed for r in results), "the step ran again in its own kernel"
+    assert runs(tmp_path, "s") == before
+
+
 def test_x1_a_series_of_datetimes_displayed(
         start_kernel: Start, tmp_path: Path, counter: Counter) -> None:
     cells = [

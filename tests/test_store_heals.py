@@ -368,3 +368,36 @@ def test_large_data_altered_on_disk_is_caught_after_the_restore(
     again = kernel.run(cell)
     assert not again.replayed and again.error is None
     assert kernel.value("float(a[-1])") == 33_999_999.0
+
+
+# A validly signed record of the wrong shape (a writer's bug, another version) -------------------
+RECORD_SHAPES: dict[str, Callable[[dict[str, object]], None]] = {
+    "outputs_a_list": lambda doc: doc.__setitem__("outputs", [1, 2]),
+    "fields_missing": lambda doc: [doc.pop(k) for k in ("key", "session", "step")],
+    "imports_not_names": lambda doc: doc.__setitem__("imports", [3]),
+    "another_key": lambda doc: doc.__setitem__("key", "0" * 32),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(RECORD_SHAPES))
+def test_a_signed_record_of_the_wrong_shape_heals_with_one_run(
+        kernel: Kernel, server: CountingServer, tmp_path: Path, key_file: Path,
+        shape: str) -> None:
+    from kitteh_magic.store import Store
+
+    kernel.ok("%load_ext kitteh_magic")
+    assert kernel.ok(calls("job")).text == "3"
+    kernel.kill()
+    with Store(tmp_path / "store", key_file=key_file) as store:
+        [key] = store.keys("km1/rec/")
+        doc = store.get_json(key, signed=True)
+        assert doc is not None
+        RECORD_SHAPES[shape](doc)
+        store.put_json(key, doc, sign=True)  # signed with the user's key: only its shape is bad
+    kernel.restart()
+    kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
+    first = kernel.run(calls("job"))
+    assert first.error is None and first.text == "3"
+    assert "DamagedStoreWarning" in first.stderr and "InternalWarning" not in first.stderr
+    assert kernel.run(calls("job")).replayed
+    assert hits(server) == [2, 2, 2]

@@ -120,8 +120,14 @@ class Catalog:
 
     def record(self, step_key: str) -> StepRecord | None:
         """The record of one version of a step; DamagedRecordError if it fails verification."""
-        doc = self.store.get_json(record_key(step_key), signed=True)
-        return None if doc is None else StepRecord.from_doc(doc)
+        key = record_key(step_key)
+        doc = self.store.get_json(key, signed=True)
+        if doc is None:
+            return None
+        record = StepRecord.checked(key, doc)  # signed, yet maybe by a buggy or newer writer
+        if record.key != step_key:
+            raise DamagedRecordError(key, "format", f"it is the record of {record.key!r}")
+        return record
 
     def revision(self, step_key: str) -> int:
         """The revision of the record stored under a key (unverified read); 0 without one."""

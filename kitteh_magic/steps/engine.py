@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 import psutil
@@ -125,11 +125,15 @@ class Engine:
         restart (and a freed id can be reused by another object), while a setup cell's
         connection is the same resource each time.
         """
-        token = self.lineage.get(name, value)
-        if token is not None:
-            return "t:" + token
         if isinstance(value, ModuleType):
             return "m:" + fingerprint.module_token(value)
+        # Code and modules go by what they are, never by the step that bound them: a step that
+        # imports a module its notebook functions read would otherwise key its next run on its
+        # own last run (a new token each time, so it never replays).
+        code = isinstance(value, FunctionType | type | BuiltinFunctionType)
+        token = None if code else self.lineage.get(name, value)
+        if token is not None:
+            return "t:" + token
         found = fingerprint.describe(value)
         kind = fingerprint.type_name(value)
         if found.whole:

@@ -138,9 +138,11 @@ class _Doc:
                 raise DamagedRecordError(key, "format", f"field {f.name!r} is a "
                                          f"{type(value).__name__}, expected {kind}")
             items = value.values() if isinstance(value, dict) else value
-            if kind in ("list[str]", "dict[str, str]") and not all(
-                    isinstance(v, str) for v in items):
-                raise DamagedRecordError(key, "format", f"field {f.name!r} holds a non-string")
+            inner = _ITEMS.get(kind)
+            wrong = [v for v in items if not isinstance(v, inner)] if inner is not None else []
+            if wrong:
+                raise DamagedRecordError(key, "format", f"field {f.name!r} holds a "
+                                         f"{type(wrong[0]).__name__}, expected {kind}")
             allowed = _CHOICES.get(kind)
             if allowed is not None and value not in allowed:
                 raise DamagedRecordError(key, "format", f"field {f.name!r} is {value!r}, "
@@ -158,6 +160,12 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     'Literal["executed", "replayed", ""]': str,
 }
 """Annotation (as written, ``from __future__ import annotations``) -> the JSON types allowed."""
+
+_ITEMS: dict[str, type] = {
+    "list[str]": str, "dict[str, str]": str, "dict[str, dict[str, Any]]": dict,
+    "list[dict[str, Any]]": dict,
+}
+"""Containers whose items must be of one JSON type."""
 
 _CHOICES: dict[str, frozenset[str]] = {
     "State": frozenset({"running", "done", "failed", "invalidated"}),
