@@ -59,7 +59,9 @@ def _open(path: Path) -> tuple[Store, list[str], list[str]]:
     from .store import Store
 
     directory, sessions = _store_and_sessions(path)
-    if not (directory / "index").is_dir():
+    index = directory / "index"
+    if not index.is_dir() and not (index.exists() and (directory / "blobs").is_dir()):
+        # A store whose index was replaced (by a file) is still a store: opening it heals it.
         raise UsageError(f"no store at {directory} (run a notebook first)")
     store = Store(directory)
     if sessions is not None:

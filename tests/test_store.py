@@ -23,7 +23,12 @@ import pandas as pd
 import pytest
 import xxhash
 
-from kitteh_magic.errors import DamagedRecordError, StoreError, UnpicklableError
+from kitteh_magic.errors import (
+    DamagedRecordError,
+    DamagedStoreWarning,
+    StoreError,
+    UnpicklableError,
+)
 from kitteh_magic.store import Store, ValueRef, value_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -560,3 +565,33 @@ def test_an_index_damaged_inside_is_moved_aside_on_first_use(tmp_path: Path) -> 
         assert [p for p in directory.iterdir() if p.name.startswith("index.damaged-")]
         st.put_json("km1/doc/new", {"ok": True})
         assert st.get_json("km1/doc/new") == {"ok": True}
+
+
+def test_an_index_replaced_by_a_file_is_moved_aside(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    with Store(directory, key_file=tmp_path / "key") as st:
+        st.put_json("km1/doc/a", {"a": 1})
+    for path in (directory / "index").iterdir():
+        path.unlink()
+    (directory / "index").rmdir()
+    (directory / "index").write_text("not a directory")
+    with pytest.warns(DamagedStoreWarning, match="moved to"), \
+            Store(directory, key_file=tmp_path / "key") as st:
+        st.put_json("km1/doc/a", {"a": 2})
+        assert st.get_json("km1/doc/a") == {"a": 2}
+    assert [p for p in directory.iterdir() if p.name.startswith("index.damaged-")]
+
+
+def test_a_locked_or_unwritable_index_is_not_taken_for_damage(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    with Store(directory, key_file=tmp_path / "key") as st:
+        st.put_json("km1/doc/a", {"a": 1})
+    os.chmod(directory / "index", 0o500)
+    try:
+        if os.access(directory / "index", os.W_OK):
+            pytest.skip("running as a user that permissions do not stop (root)")
+        with pytest.raises(StoreError):
+            Store(directory, key_file=tmp_path / "key").put_json("km1/doc/b", {})
+        assert not [p for p in directory.iterdir() if p.name.startswith("index.damaged-")]
+    finally:
+        os.chmod(directory / "index", 0o700)

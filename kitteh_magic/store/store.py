@@ -150,12 +150,16 @@ class Store:
         for attempt in (1, 2):
             try:
                 _private_dir(index)
+                if not index.is_dir():
+                    raise NotADirectoryError(f"{str(index)!r} is not a directory")
                 cache = diskcache.Cache(str(index), disk=SignedDisk, timeout=60, **_PINNED)
                 self._index_inode = os.stat(index / "cache.db").st_ino
                 return cache
             except (sqlite3.DatabaseError, FileExistsError, NotADirectoryError) as exc:
-                if attempt == 2 or (isinstance(exc, sqlite3.OperationalError)
-                                    and "locked" in str(exc)):
+                # Damage only: not a directory, or a file SQLite says is not a sound database
+                # (a lock, a full disk or a permission is not damage, and is raised).
+                if attempt == 2 or (isinstance(exc, sqlite3.DatabaseError)
+                                    and not _corrupt(exc)):
                     raise
                 aside = index.with_name(f"index.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
                                         f"{os.getpid()}")
