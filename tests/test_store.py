@@ -595,3 +595,25 @@ def test_a_locked_or_unwritable_index_is_not_taken_for_damage(tmp_path: Path) ->
         assert not [p for p in directory.iterdir() if p.name.startswith("index.damaged-")]
     finally:
         os.chmod(directory / "index", 0o700)
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("sqlite_journal_mode", "x'"), ("sqlite_journal_mode", "off"), ("disk_min_file_size", 1),
+    ("eviction_policy", "least-recently-used"), ("cull_limit", 10)])
+def test_settings_written_into_the_index_are_set_back(
+        tmp_path: Path, setting: str, value: object) -> None:
+    directory = tmp_path / "store"
+    with Store(directory, key_file=tmp_path / "key") as st:
+        st.put_json("km1/doc/a", {"a": 1})
+    with sqlite3.connect(directory / "index" / "cache.db") as db:
+        db.execute("UPDATE Settings SET value = ? WHERE key = ?", (value, setting))
+    with pytest.warns(DamagedStoreWarning, match=setting), \
+            Store(directory, key_file=tmp_path / "key") as st:
+        assert st.get_json("km1/doc/a") == {"a": 1}
+        st.put_json("km1/doc/b", {"b": 2})
+        assert st._cache._sql("PRAGMA journal_mode").fetchone() == ("wal",)
+    with sqlite3.connect(directory / "index" / "cache.db") as db:
+        assert db.execute("SELECT value FROM Settings WHERE key = ?", (setting,)).fetchone() \
+            == (diskcache.DEFAULT_SETTINGS.get(setting) if setting not in
+                ("eviction_policy", "cull_limit") else {"eviction_policy": "none",
+                                                        "cull_limit": 0}[setting],)

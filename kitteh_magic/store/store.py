@@ -152,6 +152,7 @@ class Store:
                 _private_dir(index)
                 if not index.is_dir():
                     raise NotADirectoryError(f"{str(index)!r} is not a directory")
+                _pin_settings(index / "cache.db")
                 cache = diskcache.Cache(str(index), disk=SignedDisk, timeout=60, **_PINNED)
                 self._index_inode = os.stat(index / "cache.db").st_ino
                 return cache
@@ -626,6 +627,31 @@ class Store:
                 os.rename(index, aside)
         self._cache = self._open_index()
         self._cache.disk.signer = self._signer
+
+
+def _pin_settings(db: Path) -> None:
+    """Put the pinned settings back into an existing index's ``Settings`` table.
+
+    diskcache applies the ``sqlite_*`` settings it finds in the table to every connection it
+    opens, before the values given to its constructor are written, so a value written there
+    (``sqlite_journal_mode = "x'"``) would break or change every connection: it is corrected
+    first, with a plain connection that applies nothing.
+    """
+    if not db.is_file():
+        return
+    with contextlib.closing(sqlite3.connect(db, timeout=60, isolation_level=None)) as con:
+        try:
+            found = dict(con.execute("SELECT key, value FROM Settings").fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return
+            raise
+        wrong = [(value, key) for key, value in _PINNED.items()
+                 if key in found and found[key] != value]
+        if wrong:
+            con.executemany("UPDATE Settings SET value = ? WHERE key = ?", wrong)
+            warnings.warn(f"the store's index settings {sorted(k for _, k in wrong)} were changed "
+                          "on disk; they were set back.", DamagedStoreWarning, stacklevel=5)
 
 
 def _corrupt(exc: BaseException) -> bool:
