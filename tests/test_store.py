@@ -617,3 +617,16 @@ def test_settings_written_into_the_index_are_set_back(
             == (diskcache.DEFAULT_SETTINGS.get(setting) if setting not in
                 ("eviction_policy", "cull_limit") else {"eviction_policy": "none",
                                                         "cull_limit": 0}[setting],)
+
+
+def test_an_index_database_replaced_by_a_directory_is_moved_aside(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    with Store(directory, key_file=tmp_path / "key") as st:
+        st.put_json("km1/doc/a", {"a": 1})
+    for path in (directory / "index").iterdir():
+        path.unlink()
+    (directory / "index" / "cache.db").mkdir()
+    with pytest.warns(DamagedStoreWarning, match="moved to"), \
+            Store(directory, key_file=tmp_path / "key") as st:
+        st.put_json("km1/doc/a", {"a": 2})
+        assert st.get_json("km1/doc/a") == {"a": 2}

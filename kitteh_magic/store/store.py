@@ -152,11 +152,15 @@ class Store:
                 _private_dir(index)
                 if not index.is_dir():
                     raise NotADirectoryError(f"{str(index)!r} is not a directory")
+                db = index / "cache.db"
+                if db.exists() and not db.is_file():
+                    raise IsADirectoryError(f"{str(db)!r} is not a file")
                 _pin_settings(index / "cache.db")
                 cache = diskcache.Cache(str(index), disk=SignedDisk, timeout=60, **_PINNED)
                 self._index_inode = os.stat(index / "cache.db").st_ino
                 return cache
-            except (sqlite3.DatabaseError, FileExistsError, NotADirectoryError) as exc:
+            except (sqlite3.DatabaseError, FileExistsError, NotADirectoryError,
+                    IsADirectoryError) as exc:
                 # Damage only: not a directory, or a file SQLite says is not a sound database
                 # (a lock, a full disk or a permission is not damage, and is raised).
                 if attempt == 2 or (isinstance(exc, sqlite3.DatabaseError)
