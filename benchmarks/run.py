@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         if row.ok is False:
             print(f"MISS {row.id}: {row.what}: {row.kitteh} vs {row.baseline} ({row.budget})")
-    if not args.no_write:
+    if not args.no_write and only != set(GROUPS):
+        # RESULTS.md holds whole runs only: a partial one would erase the other rows.
+        print(f"a partial run (--only): {RESULTS.relative_to(ROOT)} left as it was")
+    elif not args.no_write:
         RESULTS.write_text(write_results(rows, notes, settings, seconds, started, machine_line))
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     if not args.keep:
