@@ -4,6 +4,9 @@ The baseline hashes the object's raw data buffers with ``xxhash.xxh3_128`` and n
 floor of any content hash. Both run in one fresh process over the same in-memory object
 (median of repeated runs after one warm-up). The lineage path is
 ``Engine.input_fingerprint`` for a name that holds a durable step's output (a token lookup).
+The write watch is off here (``KITTEH_MAGIC_WRITE_WATCH=0``): the repeated fingerprints of one
+unwritten array would come from memory, and this row measures the hash itself (a first
+fingerprint); what the watch saves is row 9.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ def run(settings: Settings) -> list[Row]:
     rows: list[Row] = []
     reps = max(5, settings.reps * 2)
     for n, (kind, label) in enumerate(KINDS):
-        r = worker("fingerprints", kind=kind, nbytes=settings.big, reps=reps)
+        r = worker("fingerprints", env={"KITTEH_MAGIC_WRITE_WATCH": "0"}, kind=kind,
+                   nbytes=settings.big, reps=reps)
         size = r["size"]
         t_f, t_x = median(r["fingerprint"]), median(r["xxh3"])
         rate = size / t_f / GB
