@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -567,14 +568,25 @@ def test_an_index_damaged_inside_is_moved_aside_on_first_use(tmp_path: Path) -> 
         assert st.get_json("km1/doc/new") == {"ok": True}
 
 
-def test_an_index_replaced_by_a_file_is_moved_aside(tmp_path: Path) -> None:
+def _index_as_a_file(directory: Path) -> None:
+    (directory / "index").rmdir()
+    (directory / "index").write_text("not a directory")
+
+
+def _database_as_a_directory(directory: Path) -> None:
+    (directory / "index" / "cache.db").mkdir()
+
+
+@pytest.mark.parametrize("damage", [_index_as_a_file, _database_as_a_directory],
+                         ids=["index_a_file", "database_a_directory"])
+def test_an_index_of_the_wrong_kind_is_moved_aside(
+        tmp_path: Path, damage: Callable[[Path], None]) -> None:
     directory = tmp_path / "store"
     with Store(directory, key_file=tmp_path / "key") as st:
         st.put_json("km1/doc/a", {"a": 1})
     for path in (directory / "index").iterdir():
         path.unlink()
-    (directory / "index").rmdir()
-    (directory / "index").write_text("not a directory")
+    damage(directory)
     with pytest.warns(DamagedStoreWarning, match="moved to"), \
             Store(directory, key_file=tmp_path / "key") as st:
         st.put_json("km1/doc/a", {"a": 2})
@@ -613,20 +625,6 @@ def test_settings_written_into_the_index_are_set_back(
         st.put_json("km1/doc/b", {"b": 2})
         assert st._cache._sql("PRAGMA journal_mode").fetchone() == ("wal",)
     with sqlite3.connect(directory / "index" / "cache.db") as db:
-        assert db.execute("SELECT value FROM Settings WHERE key = ?", (setting,)).fetchone() \
-            == (diskcache.DEFAULT_SETTINGS.get(setting) if setting not in
-                ("eviction_policy", "cull_limit") else {"eviction_policy": "none",
-                                                        "cull_limit": 0}[setting],)
-
-
-def test_an_index_database_replaced_by_a_directory_is_moved_aside(tmp_path: Path) -> None:
-    directory = tmp_path / "store"
-    with Store(directory, key_file=tmp_path / "key") as st:
-        st.put_json("km1/doc/a", {"a": 1})
-    for path in (directory / "index").iterdir():
-        path.unlink()
-    (directory / "index" / "cache.db").mkdir()
-    with pytest.warns(DamagedStoreWarning, match="moved to"), \
-            Store(directory, key_file=tmp_path / "key") as st:
-        st.put_json("km1/doc/a", {"a": 2})
-        assert st.get_json("km1/doc/a") == {"a": 2}
+        kept = {**diskcache.DEFAULT_SETTINGS, "eviction_policy": "none", "cull_limit": 0}
+        assert db.execute("SELECT value FROM Settings WHERE key = ?",
+                          (setting,)).fetchone() == (kept[setting],)

@@ -90,6 +90,8 @@ class StepRun:
         self._activities_token: object = None
         self._execution = ""
         """The id of this run's execution (the pointer keeps it until the step finishes)."""
+        self._seen_revision = 0
+        """The revision of this key's record the step's pointer had seen when the run began."""
 
     # lookup and replay ------------------------------------------------------------------------
     def replay(self) -> bool:
@@ -345,6 +347,7 @@ class StepRun:
             if not ptr.execution or ptr.execution_version != self.key or self.spec.force:
                 ptr.execution, ptr.execution_version = secrets.token_hex(16), self.key or ""
             self._execution = ptr.execution
+            self._seen_revision = ptr.revision if ptr.key == self.key else 0
             ptr.state, ptr.started, ptr.error = "running", self._started, None
             ptr.pid, ptr.host, ptr.proc_start = os.getpid(), HOST, engine._proc_start
             ptr.cell_id = self.spec.cell_id or engine.cell_id or ptr.cell_id
@@ -442,9 +445,7 @@ class StepRun:
             complete=not unsaved, unsaved=unsaved, started=self._started, finished=time.time(),
             duration=duration, size=size,
             imports=imports.loaded_since(self._modules, ns))
-        seen = engine.catalog.pointer(self.session, self.name)
-        record.revision = 1 + max(engine.catalog.revision(key),
-                                  seen.revision if seen is not None and seen.key == key else 0)
+        record.revision = 1 + max(engine.catalog.revision(key), self._seen_revision)
         activities = self._activities
         if activities is not None:
             record.activities = activities.count

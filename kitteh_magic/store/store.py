@@ -52,12 +52,10 @@ VALUE_PREFIX = KEY_PREFIX + "val/"
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")
 _MISSING = object()
-# Damage that rewriting the same content repairs; the record is dropped so the next put_value
-# (which skips digests that exist) writes it again. "version" records belong to a newer writer.
 _DISCARD = frozenset({"truncated", "checksum", "format", "signature", "version", "unreadable"})
-"""Damage that is dropped on detection, so that saving the value again repairs it. A frame of
-a newer format is dropped too: the value it holds is rewritten in this version's format, which
-a newer reader also reads."""
+"""Damage that is dropped on detection, so that the next ``put_value`` (which skips digests that
+exist) writes the value again. A frame of a newer format is dropped too: the value it holds is
+rewritten in this version's format, which a newer reader also reads."""
 
 
 class ValueRef(TypedDict):
@@ -122,14 +120,13 @@ class Store:
                 _private_dir(path)
             self._cache = self._open_index()
         except (OSError, sqlite3.Error) as exc:
-            if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "full" in str(exc):
+            if _disk_full(exc):
                 raise StoreError(f"cannot open the store {str(self.directory)!r}: the disk is "
                                  f"full ({exc}). Free some space.") from exc
             raise StoreError(
                 f"cannot open the store {str(self.directory)!r}: {exc}. Choose a writable "
                 f"directory with ${locate.STORE_ENV}."
             ) from exc
-        self._cache.disk.signer = self._signer
         self._blobs = BlobFiles(self.directory / "blobs", self.directory / "tmp", durability)
         self._blobs.sweep_tmp()  # dead writers' temporary files: one scandir when there are none
         self._unverified: list[str] = []
@@ -155,9 +152,10 @@ class Store:
                 db = index / "cache.db"
                 if db.exists() and not db.is_file():
                     raise IsADirectoryError(f"{str(db)!r} is not a file")
-                _pin_settings(index / "cache.db")
+                _pin_settings(db)
                 cache = diskcache.Cache(str(index), disk=SignedDisk, timeout=60, **_PINNED)
-                self._index_inode = os.stat(index / "cache.db").st_ino
+                cache.disk.signer = self._signer
+                self._index_inode = os.stat(db).st_ino
                 return cache
             except (sqlite3.DatabaseError, FileExistsError, NotADirectoryError,
                     IsADirectoryError) as exc:
@@ -166,9 +164,7 @@ class Store:
                 if attempt == 2 or (isinstance(exc, sqlite3.DatabaseError)
                                     and not _corrupt(exc)):
                     raise
-                aside = index.with_name(f"index.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                        f"{os.getpid()}")
-                os.rename(index, aside)
+                aside = _move_aside(index)
                 warnings.warn(f"the store's index {str(index)!r} is damaged ({exc}); it was "
                               f"moved to {aside.name!r} and a new one started: steps run "
                               "again once and rewrite their records.", DamagedStoreWarning,
@@ -419,7 +415,7 @@ class Store:
         """Remove every key under ``prefix`` in one transaction; returns how many."""
         # One range DELETE (diskcache's triggers keep its counters); documents and small values
         # own no files, so nothing else needs removing.
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        upper = _end(prefix)
         with self._failing("delete " + prefix):
             cursor = self._cache._sql("DELETE FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
                                       (prefix, upper))
@@ -459,7 +455,7 @@ class Store:
         freed = 0
         young = float("inf") if keep_after is None else keep_after
         with self._failing("collect garbage"):
-            upper = VALUE_PREFIX[:-1] + chr(ord(VALUE_PREFIX[-1]) + 1)
+            upper = _end(VALUE_PREFIX)
             dead = [key for key, stored in self._cache._sql(
                 "SELECT key, store_time FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
                 (VALUE_PREFIX, upper)).fetchall()
@@ -574,7 +570,7 @@ class Store:
                 self._blobs.remove(digest)
 
     def _rows(self, prefix: str) -> list[tuple[str, int, str | None, object]]:
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        upper = _end(prefix)
         rows: list[tuple[str, int, str | None, object]] = self._cache._sql(
             "SELECT key, mode, filename, value FROM Cache WHERE key >= ? AND key < ? AND raw = 1"
             " ORDER BY key", (prefix, upper)).fetchall()
@@ -583,7 +579,7 @@ class Store:
     def _range(self, prefix: str) -> Iterator[str]:
         # diskcache has no prefix query; its unique (key, raw) index makes this a range scan.
         if prefix:
-            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            upper = _end(prefix)
             rows = self._cache._sql("SELECT key FROM Cache WHERE key >= ? AND key < ? AND raw = 1"
                                     " ORDER BY key", (prefix, upper)).fetchall()
         else:
@@ -593,7 +589,7 @@ class Store:
     def _value_bytes(self, key: str | None) -> int:
         args: tuple[str, ...]
         if key is None:
-            upper = VALUE_PREFIX[:-1] + chr(ord(VALUE_PREFIX[-1]) + 1)
+            upper = _end(VALUE_PREFIX)
             sql, args = "key >= ? AND key < ?", (VALUE_PREFIX, upper)
         else:
             sql, args = "key = ?", (key,)
@@ -625,12 +621,16 @@ class Store:
         except OSError:
             now = None
         if now is not None and now == self._index_inode:
-            aside = index.with_name(f"index.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                    f"{os.getpid()}")
             with contextlib.suppress(FileNotFoundError):
-                os.rename(index, aside)
+                _move_aside(index)
         self._cache = self._open_index()
-        self._cache.disk.signer = self._signer
+
+
+def _move_aside(index: Path) -> Path:
+    """Rename a damaged index to ``index.damaged-<time>-<pid>`` beside it; returns the new path."""
+    aside = index.with_name(f"index.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    os.rename(index, aside)
+    return aside
 
 
 def _pin_settings(db: Path) -> None:
@@ -665,9 +665,19 @@ def _corrupt(exc: BaseException) -> bool:
         words in text for words in ("malformed", "not a database", "file is encrypted"))
 
 
+def _end(prefix: str) -> str:
+    """The first key after every key that starts with ``prefix`` (a range query's bound)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether the error is the disk (or SQLite's database) being full."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "is full" in str(exc)
+
+
 def _explain(exc: BaseException) -> str:
     """What went wrong and what to do, in the user's terms."""
-    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in str(exc):
+    if _disk_full(exc):
         return f"the disk is full ({exc}). Free some space (`kitteh-magic gc` trims the store)."
     return f"{exc}. Check free space and permissions."
 
