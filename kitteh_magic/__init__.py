@@ -18,6 +18,7 @@ from .activities import (
     configure,
     effect,
     inline,
+    map,
 )
 from .errors import (
     DamagedRecordError,
@@ -30,6 +31,7 @@ from .errors import (
     StoreError,
     StoreWriteWarning,
     UnfingerprintableWarning,
+    UnjournaledWarning,
     UnpicklableError,
     UnpicklableWarning,
 )
@@ -50,6 +52,7 @@ __all__ = [
     "StoreError",
     "StoreWriteWarning",
     "UnfingerprintableWarning",
+    "UnjournaledWarning",
     "UnpicklableError",
     "UnpicklableWarning",
     "__version__",
@@ -58,6 +61,7 @@ __all__ = [
     "effect",
     "inline",
     "load_ipython_extension",
+    "map",
     "unload_ipython_extension",
 ]
 

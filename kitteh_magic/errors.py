@@ -82,6 +82,11 @@ class UnpicklableWarning(KittehWarning):
     """An output could not be saved; the step will re-execute on replay."""
 
 
+class UnjournaledWarning(KittehWarning):
+    """Activities of a step were made live and not journaled: they came from a thread kitteh_magic
+    did not see start, or from handed-off calls it cannot tell apart. A resume makes them again."""
+
+
 class DamagedStoreWarning(KittehWarning):
     """A record was damaged, foreign or tampered with; it was ignored and will be recomputed."""
 

@@ -223,21 +223,22 @@ class DurableMagics(Magics):
             entries, source = (record.journal if record else []), "last finished execution"
         print(status.render_journal(step, source, entries))
 
-    def _effect(self, step: str, position: int, verdict: str) -> None:
+    def _effect(self, step: str, position: int | str, verdict: str) -> None:
         engine = self.engine
-        entries = {e.pos: e for e in engine.catalog.journal(engine.session, step)}
-        entry = entries.get(position - 1)
-        if entry is None or entry.state != "started":
+        label = str(position)
+        entries = {e.label: e for e in engine.catalog.journal(engine.session, step)}
+        entry = entries.get(label)
+        if entry is None or entry.state != "started" or not entry.effect:
             raise _usage_error(f"%durable effect: step {step!r} has no interrupted effect at "
-                               f"position {position} (see %durable log {step})")
+                               f"position {label} (see %durable log {step})")
         journal = Journal(engine.store, engine.session, step, engine.namespace)
         if verdict == "done":
             entry.state = "done"
             journal.record(entry, result=None)
-            print(f"effect #{position} of {step!r} marked done: the next run will not repeat it")
+            print(f"effect #{label} of {step!r} marked done: the next run will not repeat it")
         else:
-            journal.drop(entry.pos)
-            print(f"effect #{position} of {step!r} will run again on the next run")
+            journal.drop(entry.slot)
+            print(f"effect #{label} of {step!r} will run again on the next run")
 
 
 class _Status:

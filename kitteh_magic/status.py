@@ -386,12 +386,20 @@ def render_html(status: dict[str, Any]) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
+def _label(entry: dict[str, Any]) -> str:
+    """``3`` for the third call of the step's main line, ``map0[17]:1`` on a branch."""
+    branch = entry.get("branch") or ""
+    number = entry.get("pos", 0) + 1
+    return f"{branch}:{number}" if branch else str(number)
+
+
 def render_journal(step: str, source: str, entries: list[dict[str, Any]]) -> str:
     """``%durable log``: one line per activity, in call order."""
     if not entries:
         return f"step {step!r} has no journaled activities ({source})"
+    width = max(4, *(len(_label(e)) for e in entries))
     lines = [f"step {step!r}: {len(entries)} activities ({source})",
-             f"{'#':>4}  {'call':<40} {'duration':>9} {'attempts':>8}  outcome"]
+             f"{'#':>{width}}  {'call':<40} {'duration':>9} {'attempts':>8}  outcome"]
     for entry in entries:
         outcome = {"done": "ok", "error": entry.get("error_text") or "error",
                    "started": "started, never finished"}.get(entry.get("state", ""), "?")
@@ -401,7 +409,7 @@ def render_journal(step: str, source: str, entries: list[dict[str, Any]]) -> str
             outcome += f" (result not saved: {entry['unsaved']})"
         if entry.get("effect"):
             outcome += " [effect]"
-        lines.append(f"{entry['pos'] + 1:>4}  {entry['callee'][:40]:<40} "
+        lines.append(f"{_label(entry):>{width}}  {entry['callee'][:40]:<40} "
                      f"{human_seconds(entry.get('duration', 0.0)):>9} "
                      f"{entry.get('attempts', 1):>8}  {outcome}")
     return "\n".join(lines)

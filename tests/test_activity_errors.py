@@ -124,7 +124,7 @@ def test_a_notebook_exception_replays_as_the_notebooks_class(
     # A restarted kernel: the notebook defines its classes again (new class objects).
     second_ns = notebook()
     replayed, activities = run_step(store, lambda: caught(flaky), second_ns)
-    assert calls == [1] and activities.from_journal == {0}
+    assert calls == [1] and activities.from_journal == {"00000000"}
     assert type(replayed) is second_ns[type(live).__name__]
     assert check(replayed)
 

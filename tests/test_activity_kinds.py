@@ -305,7 +305,8 @@ def test_a_replayed_cursor_still_writes_new_statements(store: Store, tmp_path: P
         run_step(store, lambda: cell(False))
     result, activities = run_step(store, lambda: cell(True))
     assert result == (2,) and rows_in(Path(db)) == [(1, "a"), (2, "b")]
-    assert activities.from_journal == {1, 2, 3, 4}   # cursor, create, insert, commit
+    # cursor, create, insert, commit
+    assert activities.from_journal == {f"{i:08d}" for i in (1, 2, 3, 4)}
 
 
 def test_a_cursor_returned_by_an_activity_replays_its_rows(store: Store, tmp_path: Path) -> None:
@@ -327,7 +328,7 @@ def test_a_cursor_returned_by_an_activity_replays_its_rows(store: Store, tmp_pat
     con.execute("delete from t")
     con.commit()
     replayed, activities = run_step(store, cell)
-    assert replayed == [(3,), (2,)] and activities.from_journal == {0, 1}
+    assert replayed == [(3,), (2,)] and activities.from_journal == {"00000000", "00000001"}
     con.close()
 
 

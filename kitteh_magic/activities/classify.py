@@ -28,13 +28,14 @@ notebook, saved with it, and ``np.random.default_rng`` (an activity) records its
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import lists
+from . import forks, lists
 from .marks import Mark, Marked, mark_of
 from .names import (
     BOUND_LIKE,
@@ -61,6 +62,9 @@ class Verdict:
         policy: the callee's own retry policy (from its mark), to merge with the cell's.
         records_receiver: the journal records the receiver's state with the result.
         reason: a short human reason, shown by ``%durable log``.
+        route: for an inline callee that hands functions to other threads
+            (``Executor.map``) or makes a coroutine of the notebook's: how to call it in a
+            step, so that what it hands off or makes runs on a branch of its own (``forks``).
     """
 
     activity: bool
@@ -69,6 +73,7 @@ class Verdict:
     policy: RetryPolicy | None = None
     records_receiver: bool = False
     reason: str = ""
+    route: forks.Route | None = None
 
 
 # Caches. Functions, classes and marked wrappers are keyed by id with a weak reference checked on
@@ -214,6 +219,10 @@ def _compute(fn: object, key: Any) -> Verdict:
     mark = mark_of(described.target)
     if mark is not None:
         return _marked(mark, described.callee)
+    route = forks.route_for(fn, described.names)
+    if route is not None:
+        return Verdict(False, described.callee, reason="hands functions to threads",
+                       route=route)
     if key is not None and described.module.partition(".")[0] != "kitteh_magic":
         named = lists.by_identity(key)
         if named is not None:
@@ -234,7 +243,9 @@ def _decide(d: Described) -> Verdict:
     if best is not None:
         return Verdict(best.activity, d.callee, reason=best.reason)
     if d.module == "__main__":
-        return Verdict(False, d.callee, reason="notebook function")
+        coroutine = inspect.iscoroutinefunction(d.target)
+        return Verdict(False, d.callee, reason="notebook function",
+                       route=forks.fork_coroutine if coroutine else None)
     if top in sys.stdlib_module_names:
         return Verdict(False, d.callee, reason="standard library")
     return Verdict(True, d.callee, reason="unknown third-party (defaults to activity)")

@@ -12,18 +12,24 @@ recorded one at a position is a nondeterminism error, never a wrong answer. A fi
 record makes the journal redundant and it is cleared; an incomplete record (an output that
 could not be saved) keeps it, so the re-execution that replay needs still takes its activities
 from the journal.
+
+Entries are keyed by their slot (``records.slot_of``): the branch of the step they were called on
+and their position there. Calls from many threads and coroutines write their entries at once:
+each is one statement on the writing thread's own connection, the in-memory map takes them under
+a lock, and the head is written once, before the first entry.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from .. import faults
 from ..errors import DamagedRecordError, DamagedStoreWarning, UnpicklableError
-from ..steps.records import JournalEntry, journal_head_key, journal_prefix
+from ..steps.records import JournalEntry, journal_head_key, journal_prefix, parse_slot
 from . import failures
 
 if TYPE_CHECKING:
@@ -57,9 +63,11 @@ class Journal:
         self.session = session
         self.step = step
         self.namespace = namespace
-        self.entries: dict[int, JournalEntry] = {}
+        self.entries: dict[str, JournalEntry] = {}
+        """slot -> entry."""
         self.execution = ""
         self._pending_head: dict[str, Any] | None = None
+        self._lock = threading.Lock()
         self._prefix = journal_prefix(session, step)
         self._head = journal_head_key(session, step)
         self._open(version, execution)
@@ -99,37 +107,55 @@ class Journal:
                 problem = "belongs to another execution (left over or written back)"
             else:
                 entry = JournalEntry.from_doc(doc)
-                self.entries[entry.pos] = entry
-                continue
-            # Everything from a refused entry on is dropped: positions stay contiguous.
+                if entry.slot == key[len(self._prefix):]:
+                    self.entries[entry.slot] = entry
+                    continue
+                problem = "is not at its own key (moved or swapped)"
+            # Everything from a refused entry on is dropped from its branch: positions there
+            # stay contiguous. Its slot comes from the key, which the damage may not have hit.
             warnings.warn(f"step {self.step!r}: journal entry {key!r} {problem}; that call "
-                          "and the ones after it will run again.",
+                          "and the ones after it on its branch will run again.",
                           DamagedStoreWarning, stacklevel=3)
-            self._truncate(int(key.rsplit("/", 1)[1]))
-            return
+            try:
+                branch, position = parse_slot(key[len(self._prefix):])
+            except ValueError:
+                self.store.delete(key)
+                continue
+            self._truncate(branch, position)
 
-    def _truncate(self, position: int) -> None:
-        doomed = [p for p in self.entries if p >= position]
-        for pos in doomed:
-            del self.entries[pos]
-        if position == 0:
-            self.store.delete_prefix(self._prefix)
-            return
-        keys = [k for k in self.store.keys(self._prefix)
-                if int(k.rsplit("/", 1)[1]) >= position]
+    def _truncate(self, branch: str, position: int) -> None:
+        """Drop the entries of ``branch`` from ``position`` on, in memory and in the store."""
+        with self._lock:
+            doomed = [s for s, e in self.entries.items()
+                      if e.branch == branch and e.pos >= position]
+            for slot in doomed:
+                del self.entries[slot]
+        keys = []
+        for key in self.store.keys(self._prefix):
+            try:
+                where, pos = parse_slot(key[len(self._prefix):])
+            except ValueError:
+                keys.append(key)  # not a slot at all: nothing that could answer a call
+                continue
+            if where == branch and pos >= position:
+                keys.append(key)
         with self.store.transaction():
             for key in keys:
                 self.store.delete(key)
 
-    def get(self, position: int) -> JournalEntry | None:
-        """The entry at a position, if the journal reaches it."""
-        return self.entries.get(position)
+    def get(self, slot: str) -> JournalEntry | None:
+        """The entry at a slot, if the journal reaches it."""
+        return self.entries.get(slot)
 
-    def started(self, position: int, callee: str, args: str) -> None:
-        """Note that an effect is about to run (at-most-once needs this before the call)."""
+    def started(self, branch: str, position: int, callee: str, args: str, *,
+                effect: bool = True, deadline: float = 0.0) -> JournalEntry:
+        """Note that a call is about to run: an effect (at-most-once needs this before the
+        call) or a durable timer (its ``deadline``, so that a resume waits only what is left)."""
         entry = JournalEntry(pos=position, callee=callee, args=args, state="started",
-                             effect=True, finished=time.time())
+                             effect=effect, finished=time.time(), branch=branch,
+                             deadline=deadline)
         self._put(entry)
+        return entry
 
     def record(self, entry: JournalEntry, *, result: Any = NOTHING,
                error: BaseException | None = None, receiver: Any = NOTHING) -> JournalEntry:
@@ -161,12 +187,16 @@ class Journal:
 
     def _put(self, entry: JournalEntry) -> None:
         if self._pending_head is not None:
-            self.store.put_json(self._head, self._pending_head, sign=True)
-            self._pending_head = None
+            with self._lock:
+                if self._pending_head is not None:
+                    self.store.put_json(self._head, self._pending_head, sign=True)
+                    self._pending_head = None
         entry.execution = self.execution
-        self.entries[entry.pos] = entry
+        slot = entry.slot
+        with self._lock:
+            self.entries[slot] = entry
         # The key of entry_key(), from the prefix computed once (quoting costs per call).
-        self.store.write_json(f"{self._prefix}{entry.pos:08d}", entry.to_doc(), sign=True)
+        self.store.write_json(self._prefix + slot, entry.to_doc(), sign=True)
         faults.point("journal-entry-written")
 
     def load(self, ref: dict[str, Any]) -> Any:
@@ -192,13 +222,16 @@ class Journal:
             return value
         return failures.lost(entry.error_text, f"the journal holds a {type(value).__name__}")
 
-    def drop(self, position: int) -> None:
-        """Forget one entry (a failure that ended the cell is retried, not replayed)."""
-        self._truncate(position)
+    def drop(self, slot: str) -> None:
+        """Forget one entry and the later ones on its branch (a failure that ended the cell is
+        retried, not replayed)."""
+        self._truncate(*parse_slot(slot))
 
     def clear(self) -> None:
         """Forget the whole journal and its execution (the step finished, or ``--force``)."""
-        self._truncate(0)
+        with self._lock:
+            self.entries.clear()
+        self.store.delete_prefix(self._prefix)
         self.store.delete(self._head)
         self._pending_head = None
 
@@ -208,10 +241,13 @@ class Journal:
         self._start(version, execution)
 
     def log(self) -> list[dict[str, Any]]:
-        """The entries without their values, in call order (kept in the step's record)."""
+        """The entries without their values, in the order they were written (kept in the
+        step's record)."""
         docs = []
-        for pos in sorted(self.entries):
-            doc = self.entries[pos].to_doc()
+        with self._lock:
+            entries = sorted(self.entries.values(), key=lambda e: (e.finished, e.branch, e.pos))
+        for entry in entries:
+            doc = entry.to_doc()
             for field in ("result", "error", "receiver"):
                 doc.pop(field, None)
             docs.append(doc)

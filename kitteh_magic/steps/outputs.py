@@ -11,7 +11,9 @@ namespace holds for it (found through lineage), so a later step's output that co
 output points at the same object, as in a plain run.
 
 A group that cannot be pickled is split: each output is tried alone, those that fail are named
-in a warning, and the rest are saved as the group.
+in a warning, and the rest are saved as the group. A resource that is closed when the step ends
+(the executor or file of a ``with ... as`` block, see :func:`is_closed_resource`) is not an
+output at all: there is nothing in it to restore.
 """
 
 from __future__ import annotations
@@ -28,6 +30,34 @@ if TYPE_CHECKING:
 
 VALUE_MEMBER = "__value__"
 """The member that holds the step's last value (dunder: never a user's output name)."""
+
+
+def is_closed_resource(value: object) -> bool:
+    """Whether ``value`` is a handle on a resource that was closed: dead, not data.
+
+    ``with ThreadPoolExecutor() as ex:`` and ``with open(path) as f:`` leave the name bound to
+    a shut-down executor or a closed file after the block. Neither can be pickled, and neither
+    holds anything a replay could give back, so they must not make a finished step
+    unsaveable. Recognised: a ``concurrent.futures.Executor`` or ``multiprocessing`` pool that
+    was shut down, and any object with a ``close()`` or ``aclose()`` method whose ``closed`` or
+    ``is_closed`` attribute is ``True`` (files, sockets' streams, HTTP responses, ``httpx``/``aiohttp``
+    clients). An object that merely has a ``closed`` field (a closed order) has no ``close()``
+    and stays an output.
+    """
+    kind = type(value)
+    if kind.__module__.startswith(("concurrent.futures", "multiprocessing")):
+        if getattr(value, "_shutdown", False) is True or getattr(
+                value, "_shutdown_thread", False) is True:
+            return True  # Executor.shutdown() (thread / process pool)
+        state = getattr(value, "_state", None)
+        if state in ("CLOSE", "TERMINATE"):
+            return True  # multiprocessing.pool.Pool after close()/terminate() or its with block
+    if not (callable(getattr(kind, "close", None)) or callable(getattr(kind, "aclose", None))):
+        return False
+    try:
+        return getattr(value, "closed", None) is True or getattr(value, "is_closed", None) is True
+    except Exception:  # a property that fails on a dead object: nothing to tell from it
+        return False
 
 
 def known_objects(engine: Engine) -> dict[int, tuple[object, str, str, str]]:

@@ -240,9 +240,14 @@ class StepRecord(_Doc):
 
 @dataclass
 class JournalEntry(_Doc):
-    """One journaled activity: its identity (position, callee, argument digest) and outcome.
+    """One journaled activity: its identity (branch, position, callee, argument digest) and
+    outcome.
 
     Arguments are never stored, only their digest; the result and any exception are values.
+    A call is identified by the branch it was made on (``forks.py``: the step's main line, or a
+    line forked by a thread pool, a coroutine or ``km.map``, named by where it was forked) and
+    its position on that branch, so concurrent calls keep their identity whatever order they
+    complete in.
     """
 
     pos: int
@@ -264,6 +269,51 @@ class JournalEntry(_Doc):
     """The call returned an awaitable (journaled when awaited): replay returns one too."""
     execution: str = ""
     """The execution it belongs to (its journal's head); any other is refused."""
+    branch: str = ""
+    """The branch the call was made on; "" is the step's main line."""
+    deadline: float = 0.0
+    """For a durable timer (``time.sleep``) that started: when it ends (epoch seconds)."""
+
+    @property
+    def slot(self) -> str:
+        """Where the entry lives in its journal: ``<pos>`` or ``<branch>:<pos>`` (zero-padded,
+        so that key order is call order on each branch)."""
+        return slot_of(self.branch, self.pos)
+
+    @property
+    def label(self) -> str:
+        """How ``%durable log`` and ``%durable effect`` name the call: ``3`` (the third call of
+        the main line) or ``map0[17]:1`` (the first call of item 17 of the step's first map)."""
+        return f"{self.branch}:{self.pos + 1}" if self.branch else str(self.pos + 1)
+
+
+def slot_of(branch: str, pos: int) -> str:
+    """The journal slot of position ``pos`` (from 0) on ``branch``.
+
+    >>> slot_of("", 3), slot_of("task2", 0)
+    ('00000003', 'task2:00000000')
+    """
+    return f"{branch}:{pos:08d}" if branch else f"{pos:08d}"
+
+
+def parse_slot(slot: str) -> tuple[str, int]:
+    """``(branch, pos)`` of a slot; raises ValueError for a malformed one.
+
+    >>> parse_slot("task2/thread0[5]:00000001")
+    ('task2/thread0[5]', 1)
+    """
+    branch, _, pos = slot.rpartition(":")
+    return branch, int(pos)
+
+
+def parse_label(label: str) -> tuple[str, int]:
+    """``(branch, pos)`` of a label as :attr:`JournalEntry.label` writes it.
+
+    >>> parse_label("3"), parse_label("map0[17]:1")
+    (('', 2), ('map0[17]', 0))
+    """
+    branch, _, number = label.rpartition(":")
+    return branch, int(number) - 1
 
 
 @dataclass

@@ -394,7 +394,8 @@ class StepRun:
             observed, changed_ids, after = self._observation.changed()
             mutated |= observed
         touched = (facts.binds | mutated | facts.global_writes) & ns.keys()
-        bound = sorted(n for n in rebound | touched if not engine.hidden(n))
+        bound = sorted(n for n in rebound | touched
+                       if not engine.hidden(n) and not outputs.is_closed_resource(ns[n]))
         deleted = sorted(k for k in self._before if k not in ns and not engine.hidden(k))
         changed_ids.update(id(ns[n]) for n in mutated & ns.keys())
         return bound, deleted, changed_ids, after
@@ -450,8 +451,7 @@ class StepRun:
         if activities is not None:
             record.activities = activities.count
             record.resumed = len(activities.from_journal)
-            record.journal = [{**doc, "replayed": doc["pos"] in activities.from_journal}
-                              for doc in activities.journal.log()]
+            record.journal = activities.log()
         engine.catalog.put_record(record)
         faults.point("record-written")
         if activities is not None and record.complete:
