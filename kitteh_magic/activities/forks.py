@@ -8,7 +8,9 @@ line forked from another branch, named by where it was forked:
 
 * ``task3``: the fourth coroutine a notebook ``async def`` made on its parent branch (a
   coroutine is a branch as soon as it is created, so ``asyncio.gather(*(fetch(u) for u in
-  urls))`` forks its branches in the order of ``urls``, whatever order they finish in);
+  urls))`` forks its branches in the order of ``urls``, whatever order they finish in; one
+  made out of sight, by ``map(fetch, urls)``, is forked when it is given to ``gather``,
+  ``create_task`` and the like);
 * ``thread2``: the function handed to another thread by the third hand-off of its parent
   (``Executor.submit``, ``asyncio.to_thread``, ``loop.run_in_executor``, ``Thread.start``,
   ``Pool.apply_async``);
@@ -36,6 +38,7 @@ import contextvars
 import functools
 import itertools
 import threading
+import types
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -264,7 +267,41 @@ def _thread_start(step: StepActivities, callee: Any, args: tuple[Any, ...],
     return callee(*args, **kwargs)
 
 
+def _coroutines(first_only: bool = False, iterable: bool = False) -> Route:
+    """An asyncio function that schedules coroutines (``gather``, ``create_task``): each
+    coroutine argument not yet on a branch of its own gets one, forked in argument order.
+
+    Notebook coroutines made by a call in a durable cell are forked when made
+    (:func:`fork_coroutine`); these catch the ones made elsewhere, as by
+    ``asyncio.gather(*map(fetch, urls))``, which would otherwise share their parent's branch
+    and interleave their calls on it."""
+    def route(step: StepActivities, callee: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+        if not args:
+            return callee(*args, **kwargs)
+        if iterable:
+            return callee([_forked(step, a) for a in args[0]], *args[1:], **kwargs)
+        if first_only:
+            return callee(_forked(step, args[0]), *args[1:], **kwargs)
+        return callee(*(_forked(step, a) for a in args), **kwargs)
+    return route
+
+
+def _forked(step: StepActivities, awaitable: Any) -> Any:
+    if type(awaitable) is types.CoroutineType and awaitable.cr_code is not _on_branch.__code__:
+        return _on_branch(step.fork("task"), awaitable)
+    return awaitable
+
+
 ROUTES: dict[str, Route] = {
+    "asyncio.tasks.gather": _coroutines(),
+    "asyncio.tasks.ensure_future": _coroutines(first_only=True),
+    "asyncio.tasks.create_task": _coroutines(first_only=True),
+    "asyncio.tasks.shield": _coroutines(first_only=True),
+    "asyncio.tasks.wait_for": _coroutines(first_only=True),
+    "asyncio.tasks.as_completed": _coroutines(iterable=True),
+    "asyncio.taskgroups.TaskGroup.create_task": _coroutines(first_only=True),
+    "asyncio.events.AbstractEventLoop.create_task": _coroutines(first_only=True),
     "concurrent.futures._base.Executor.submit": single(0, "fn"),
     "concurrent.futures._base.Executor.map": _executor_map,
     "asyncio.threads.to_thread": single(0, "func"),
@@ -317,6 +354,7 @@ def fork_coroutine(step: StepActivities, fn: Any, args: tuple[Any, ...],
 
 
 async def _on_branch(branch: Branch, coroutine: Any) -> Any:
+    """Await ``coroutine`` with ``branch`` as its calls' branch."""
     # Awaited directly, this runs in the caller's context: put its branch back after.
     token = BRANCH.set(branch)
     try:
