@@ -66,7 +66,7 @@ def _line_parser() -> _Parser:
     sub.add_parser("log", add_help=False).add_argument("step")
     effect = sub.add_parser("effect", add_help=False)
     effect.add_argument("step")
-    effect.add_argument("position", type=int)
+    effect.add_argument("position")  # as %durable log shows it: 3, map0[17]:1
     effect.add_argument("verdict", choices=["done", "redo"])
     sub.add_parser("gc", add_help=False).add_argument("--max-size", type=maintenance.parse_size)
     return parser
@@ -223,7 +223,7 @@ class DurableMagics(Magics):
             entries, source = (record.journal if record else []), "last finished execution"
         print(status.render_journal(step, source, entries))
 
-    def _effect(self, step: str, position: int | str, verdict: str) -> None:
+    def _effect(self, step: str, position: str, verdict: str) -> None:
         engine = self.engine
         label = str(position)
         entries = {e.label: e for e in engine.catalog.journal(engine.session, step)}
