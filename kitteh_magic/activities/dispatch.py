@@ -109,6 +109,9 @@ class StepActivities:
         """slot -> (result, receiver state) loaded ahead of their replay."""
         self._told: set[str] = set()
         self._thread: threading.Thread | None = None
+        self._busy = 0
+        """Activities running live on the cell's own thread: threads they start are theirs
+        (calls inside an activity are not journaled), not strays."""
 
     @property
     def count(self) -> int:
@@ -208,7 +211,7 @@ class StepActivities:
 
     def stray(self, fn: Any) -> None:
         """An activity called from a thread that no hand-off of this step started."""
-        if threading.current_thread() is self._thread:
+        if self._busy or threading.current_thread() is self._thread:
             return
         verdict = classify(fn)
         if verdict.activity:
@@ -372,6 +375,9 @@ class StepActivities:
         """Make the call (through ``via`` when given: another executor) and journal it."""
         started = time.perf_counter()
         token = _INSIDE.set(True)
+        mine = threading.current_thread() is self._thread
+        if mine:
+            self._busy += 1
         try:
             outcome = call_with_policy(fn if via is None else via, args, kwargs,
                                        self._policy(verdict), name=verdict.callee)
@@ -383,6 +389,8 @@ class StepActivities:
             raise err from None
         finally:
             _INSIDE.reset(token)
+            if mine:
+                self._busy -= 1
         if inspect.isawaitable(outcome.result):
             # A coroutine made by a sync call (asyncio.gather(client.get(...))): journal it when
             # it is awaited, at the slot it was called at.

@@ -100,6 +100,11 @@ class Handed:
 
     def __init__(self, step: StepActivities, fn: Any, path: str,
                  context: contextvars.Context, many: bool = False) -> None:
+        # First: it copies the function's attributes, which must not shadow the ones below.
+        try:
+            functools.update_wrapper(self, fn)
+        except (AttributeError, TypeError):  # a callable instance without a name
+            self.__wrapped__ = fn
         self.step = step
         self.fn = fn
         self.path = path
@@ -108,10 +113,6 @@ class Handed:
         self._calls = 0
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
-        try:
-            functools.update_wrapper(self, fn)
-        except (AttributeError, TypeError):  # a callable instance without a name
-            self.__wrapped__ = fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.many:

@@ -60,7 +60,7 @@ _INLINE = {
         numpy.random._pcg64 numpy.random._mt19937 numpy.random._philox numpy.random._sfc64
         pandas polars pyarrow scipy sklearn statsmodels matplotlib seaborn plotly altair bokeh
         torch tensorflow jax xarray sympy networkx PIL skimage sqlalchemy IPython ipykernel
-        ipywidgets matplotlib_inline tqdm""",
+        ipywidgets matplotlib_inline tqdm joblib""",
     "standard library": "time.strptime time.mktime time.get_clock_info",
 }
 # Reasons that name the entry's package: "network client (requests)".

@@ -18,6 +18,9 @@ output at all: there is nothing in it to restore.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,25 +36,47 @@ VALUE_MEMBER = "__value__"
 
 
 def is_closed_resource(value: object) -> bool:
-    """Whether ``value`` is a handle on a resource that was closed: dead, not data.
+    """Whether ``value`` is a handle on a resource that was closed or work that is over: dead,
+    not data.
 
     ``with ThreadPoolExecutor() as ex:`` and ``with open(path) as f:`` leave the name bound to
-    a shut-down executor or a closed file after the block. Neither can be pickled, and neither
-    holds anything a replay could give back, so they must not make a finished step
-    unsaveable. Recognised: a ``concurrent.futures.Executor`` or ``multiprocessing`` pool that
-    was shut down, and any object with a ``close()`` or ``aclose()`` method whose ``closed`` or
-    ``is_closed`` attribute is ``True`` (files, sockets' streams, HTTP responses, ``httpx``/``aiohttp``
-    clients). An object that merely has a ``closed`` field (a closed order) has no ``close()``
-    and stays an output.
+    a shut-down executor or a closed file after the block; ``futures = [ex.submit(...)]`` and
+    ``threads = [Thread(...)]`` leave finished futures and threads. None of them can be
+    pickled, and none holds anything a replay could give back, so they must not make a
+    finished step unsaveable. Recognised: a ``concurrent.futures.Executor`` or
+    ``multiprocessing`` pool that was shut down; a finished future, task or thread; any object
+    with a ``close()`` or ``aclose()`` method whose ``closed`` or ``is_closed`` attribute is
+    ``True`` (files, sockets' streams, HTTP responses, ``httpx``/``aiohttp`` clients); and a
+    non-empty list, tuple, set or dict whose items (values) are all such. An object that merely
+    has a ``closed`` field (a closed order) has no ``close()`` and stays an output.
     """
+    if isinstance(value, dict) and type(value) is dict:
+        return bool(value) and all(_dead(item) for item in value.values())
+    if type(value) in _CONTAINERS:
+        items: Any = value
+        return bool(items) and all(_dead(item) for item in items)
+    return _dead(value)
+
+
+_CONTAINERS = frozenset({list, tuple, set, frozenset})
+
+
+def _dead(value: object) -> bool:
     kind = type(value)
-    if kind.__module__.startswith(("concurrent.futures", "multiprocessing")):
+    module = kind.__module__
+    if module.startswith(("concurrent.futures", "multiprocessing", "asyncio", "threading",
+                          "_asyncio")):
         if getattr(value, "_shutdown", False) is True or getattr(
                 value, "_shutdown_thread", False) is True:
             return True  # Executor.shutdown() (thread / process pool)
         state = getattr(value, "_state", None)
         if state in ("CLOSE", "TERMINATE"):
             return True  # multiprocessing.pool.Pool after close()/terminate() or its with block
+        if isinstance(value, threading.Thread):
+            return value.ident is not None and not value.is_alive()
+        done = getattr(value, "done", None)
+        if callable(done) and isinstance(value, concurrent.futures.Future | asyncio.Future):
+            return bool(done())
     if not (callable(getattr(kind, "close", None)) or callable(getattr(kind, "aclose", None))):
         return False
     try:
