@@ -169,9 +169,29 @@ class StepActivities:
         """A new branch forked from this context's branch (``forks.Branch.fork``)."""
         return self.new_branch(self.branch().fork(kind))
 
-    def hand_off(self, fn: Any, many: bool = False) -> Handed:
-        """``fn``, wrapped to run on a branch of its own when another thread calls it."""
-        return Handed(self, fn, self.branch().fork("thread"), contextvars.copy_context(), many)
+    def fork_named(self, kind: str, name: str, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> Branch:
+        """A new branch for ``name(*args, **kwargs)``, named by its arguments
+        (``forks.Branch.named``)."""
+        return self.new_branch(self.branch().named(kind, name, args_digest(args, kwargs)))
+
+    def hand_off(self, fn: Any, given: tuple[tuple[Any, ...], dict[str, Any]] | None = None,
+                 many: bool = False) -> Handed:
+        """``fn``, wrapped to run on a branch of its own when another thread calls it.
+
+        Args:
+            fn: the function handed off.
+            given: the arguments it will be called with, when the hand-off says (``submit(fn,
+                *args)``): its branch is named by them; else by the fork's number.
+            many: it may be called any number of times (``forks.Handed``).
+        """
+        parent = self.branch()
+        if given is None or many:
+            path = parent.fork("thread")
+        else:
+            name = getattr(fn, "__name__", None) or type(fn).__name__
+            path = parent.named("thread", name, args_digest(*given))
+        return Handed(self, fn, path, contextvars.copy_context(), many)
 
     def call_on(self, path: str, fn: Any, args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import itertools
+import re
 import threading
 import types
 from collections.abc import Callable, Iterable
@@ -62,21 +63,39 @@ class Branch:
         forks: how many branches were forked from it so far.
     """
 
-    __slots__ = ("forks", "owner", "path", "seq")
+    __slots__ = ("forks", "owner", "path", "seen", "seq")
 
     def __init__(self, owner: object, path: str) -> None:
         self.owner = owner
         self.path = path
         self.seq = 0
         self.forks = 0
+        self.seen: dict[str, int] = {}
+
+    def _child(self, label: str) -> str:
+        return f"{self.path}/{label}" if self.path else label
 
     def fork(self, kind: str) -> str:
-        """Name the next branch forked from this one (``kind`` is ``task``, ``thread``,
-        ``map``)."""
+        """Name the next branch forked from this one by its number among the forks that have
+        no better name (``kind`` is ``task``, ``thread``, ``map``)."""
         number = self.forks
         self.forks += 1
-        return f"{self.path}/{kind}{number}" if self.path else f"{kind}{number}"
+        return self._child(f"{kind}{number}")
 
+    def named(self, kind: str, name: str, digest: str) -> str:
+        """Name a branch by what runs on it: the function's name, its arguments' digest and
+        the occurrence of that pair (``thread.get(3f2ab1c9d0)#0``). Independent of the order
+        the parent forks in, which may follow completion order (``as_completed``); arguments
+        that cannot be fingerprinted fall back to :meth:`fork`."""
+        if digest.startswith("types:"):
+            return self.fork(kind)
+        label = f"{kind}.{_NAME.sub('_', name)[:40]}({digest[:10]})"
+        occurrence = self.seen.get(label, 0)
+        self.seen[label] = occurrence + 1
+        return self._child(f"{label}#{occurrence}")
+
+
+_NAME = re.compile(r"[^A-Za-z0-9_.<>]")
 
 BRANCH: ContextVar[Branch | None] = ContextVar("kitteh_branch", default=None)
 """The branch calls in this context are made on; None is the running step's main line."""
@@ -206,6 +225,28 @@ def _take(args: tuple[Any, ...], kwargs: dict[str, Any], at: int, name: str,
     return None
 
 
+def _given(callee: Any, rest: tuple[Any, ...], kwargs: dict[str, Any],
+           ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments a single hand-off passes to its function: those after it, except for
+    ``Pool.apply(func, args, kwds)``, which takes them as two arguments."""
+    name = getattr(callee, "__name__", "")
+    if name in ("apply", "apply_async") and isinstance(getattr(callee, "__self__", None),
+                                                        _pool_type()):
+        args = rest[0] if rest else kwargs.get("args", ())
+        kwds = rest[1] if len(rest) > 1 else kwargs.get("kwds", {})
+        return tuple(args), dict(kwds or {})
+    return rest, {k: v for k, v in kwargs.items() if k not in _HAND_OFF_KEYWORDS}
+
+
+_HAND_OFF_KEYWORDS = frozenset({"callback", "error_callback"})
+
+
+def _pool_type() -> type:
+    from multiprocessing.pool import Pool
+
+    return Pool
+
+
 def _out_of_process(callee: Any) -> bool:
     """Whether a hand-off's receiver runs functions in other processes (not journaled here)."""
     receiver = getattr(callee, "__self__", None)
@@ -227,7 +268,8 @@ def single(at: int, name: str, many: bool = False) -> Route:
         if taken is None or not callable(taken[0]) or _out_of_process(callee):
             return callee(*args, **kwargs)
         fn, rest, kw = taken
-        handed = step.hand_off(fn, many=many)
+        given = _given(callee, rest[at:], kw)
+        handed = step.hand_off(fn, given, many=many)
         if name in kwargs:
             return callee(*rest, **{**kw, name: handed})
         return callee(*rest[:at], handed, *rest[at:], **kw)
@@ -260,11 +302,16 @@ def _pool_map(star: bool) -> Route:
 
 def _thread_start(step: StepActivities, callee: Any, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> Any:
-    """``Thread.start()``: its ``run`` (which calls ``target``) runs on a branch."""
+    """``Thread.start()``: its target (or, in a subclass, its ``run``) runs on a branch."""
     thread = getattr(callee, "__self__", None)
-    if isinstance(thread, threading.Thread) and not isinstance(
-            vars(thread).get("run"), Handed):
-        thread.run = step.hand_off(thread.run)  # type: ignore[method-assign]
+    if isinstance(thread, threading.Thread):
+        state = vars(thread)
+        target = state.get("_target")  # CPython's name for Thread(target=...), 3.8 to 3.14
+        if target is not None and not isinstance(target, Handed):
+            given = (tuple(state.get("_args", ())), dict(state.get("_kwargs", {})))
+            state["_target"] = step.hand_off(target, given)
+        elif target is None and not isinstance(state.get("run"), Handed):
+            thread.run = step.hand_off(thread.run)  # type: ignore[method-assign]
     return callee(*args, **kwargs)
 
 
@@ -290,7 +337,10 @@ def _coroutines(first_only: bool = False, iterable: bool = False) -> Route:
 
 def _forked(step: StepActivities, awaitable: Any) -> Any:
     if type(awaitable) is types.CoroutineType and awaitable.cr_code is not _on_branch.__code__:
-        return _on_branch(step.fork("task"), awaitable)
+        frame = awaitable.cr_frame  # not started: its locals are its arguments
+        arguments = dict(frame.f_locals) if frame is not None else {}
+        return _on_branch(step.fork_named("task", awaitable.cr_code.co_name, (), arguments),
+                          awaitable)
     return awaitable
 
 
@@ -350,8 +400,8 @@ def route_for(fn: Any, names: Iterable[str]) -> Route | None:
 def fork_coroutine(step: StepActivities, fn: Any, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> Any:
     """A notebook ``async def`` called: its coroutine runs on a branch forked now."""
-    coroutine = fn(*args, **kwargs)
-    return _on_branch(step.fork("task"), coroutine)
+    branch = step.fork_named("task", getattr(fn, "__name__", "coroutine"), args, kwargs)
+    return _on_branch(branch, fn(*args, **kwargs))
 
 
 async def _on_branch(branch: Branch, coroutine: Any) -> Any:
