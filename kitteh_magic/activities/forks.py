@@ -4,28 +4,31 @@ A step's calls are not one sequence once it uses threads or coroutines: eight po
 finish their calls in whatever order the network answers. So a call is identified not by a
 global position but by its *branch* and its position on that branch (DESIGN §4.12). A branch
 is a line of calls made one after another: the step's main line (the cell's own thread), or a
-line forked from another branch, named by where it was forked:
+line forked from another branch, named by what runs on it or by where it was forked:
 
-* ``task3``: the fourth coroutine a notebook ``async def`` made on its parent branch (a
-  coroutine is a branch as soon as it is created, so ``asyncio.gather(*(fetch(u) for u in
-  urls))`` forks its branches in the order of ``urls``, whatever order they finish in; one
-  made out of sight, by ``map(fetch, urls)``, is forked when it is given to ``gather``,
-  ``create_task`` and the like);
-* ``thread2``: the function handed to another thread by the third hand-off of its parent
+* ``task.fetch(3f2ab1c9d0)#0``: the coroutine of a notebook ``async def`` called with arguments
+  of that digest, the first such on its parent branch. A coroutine is a branch as soon as it is
+  created; one made out of sight (``map(fetch, urls)``) is forked when it is given to
+  ``gather``, ``create_task`` and the like;
+* ``thread.get(91ab03c2de)#0``: a function handed to another thread with those arguments
   (``Executor.submit``, ``asyncio.to_thread``, ``loop.run_in_executor``, ``Thread.start``,
-  ``Pool.apply_async``);
-* ``thread2[17]``: item 17 of a mapping hand-off (``Executor.map``, ``Pool.map`` and
-  ``starmap``), which is indexed by item, and ``map0[17]`` item 17 of ``km.map``;
+  ``Pool.apply_async``). Named by arguments, not by the order of the hand-offs, because a cell
+  may hand off in completion order (submitting from ``as_completed``);
+* ``thread2[17]``: item 17 of the third mapping hand-off (``Executor.map``, ``Pool.map`` and
+  ``starmap``), which is indexed by item, and ``map0[17]`` item 17 of ``km.map``; numbered by
+  the order of such forks on the parent branch (a mapping is started in program order);
 * ``thread2[<argument digest>#0]``: an invocation of a function handed off to be called any
   number of times (``joblib.delayed``, ``tqdm``'s ``thread_map``), identified by its arguments
-  and their occurrence: two invocations with equal arguments are the same call.
+  and their occurrence.
+
+Two calls with equal arguments are the same call, so which of them takes occurrence 0 does not
+matter. Arguments that cannot be fingerprinted fall back to the fork's number.
 
 Positions on a branch follow its program order, so the determinism check of sequential calls
 holds on every branch: a recorded result is handed only to the same callee with the same
-arguments at the same place. Forks are numbered by the order the parent made them, which is
-its program order too. A hand-off whose arguments cannot be fingerprinted cannot be told apart
-from its siblings: its calls are made live and not journaled, with a warning, never answered
-with another invocation's result.
+arguments at the same place. An invocation of a ``many`` hand-off whose arguments cannot be
+fingerprinted cannot be told apart from its siblings: its calls are made live and not
+journaled, with a warning, never answered with another invocation's result.
 
 A function handed to a process pool crosses a process boundary by pickle: the wrappers here
 pickle as the plain function, so the child calls it plainly (process pools are not journaled;
@@ -111,7 +114,7 @@ class Handed:
     Args:
         step: the running step's activities.
         fn: the function handed off.
-        path: the branch name the hand-off forked (``thread2``).
+        path: the branch name the hand-off forked (``thread.get(91ab03c2de)#0``, ``thread2``).
         context: the hand-off's context (the step, not inside an activity).
         many: the function may be called any number of times, by a library that says
             nothing about which call is which: invocations are told apart by their arguments.
