@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import shlex
 from typing import NoReturn
 
 from .steps.run import StepSpec
 
 CELL_USAGE = ("Usage: %%durable [STEP] [--session S] [--mode durable|step] [--retries N]\n"
-              "                 [--backoff SECONDS] [--timeout SECONDS] [--force]")
+              "                 [--backoff SECONDS] [--timeout SECONDS] [--wait SECONDS] [--force]")
 
 CELL_HELP = f"""\
 Run the cell as a durable step.
@@ -31,10 +32,13 @@ Run the cell as a durable step.
   --retries N        retry a failing activity N times (default 0)
   --backoff SECONDS  wait before the first retry, doubling each time (default 1)
   --timeout SECONDS  give up on an activity attempt after SECONDS
+  --wait SECONDS     when another kernel is running this step, wait for it at most SECONDS,
+                     then fail with StepBusyError (default: as long as that kernel runs it)
   --force            run now and replace the record
 
 A finished step is restored (its variables, output and value) when it runs again with the same
-code and inputs, without executing its body."""
+code and inputs, without executing its body. One kernel executes a step at a time: another
+kernel running it waits ("waiting for kernel <pid> on <host>"), then replays its record."""
 
 
 class CellArgsError(ValueError):
@@ -55,6 +59,7 @@ def _parser() -> _Parser:
     parser.add_argument("--retries", type=int)
     parser.add_argument("--backoff", type=float)
     parser.add_argument("--timeout", type=float)
+    parser.add_argument("--wait", type=float)
     parser.add_argument("--force", action="store_true")
     return parser
 
@@ -87,6 +92,10 @@ def parse(line: str, source: str, default_mode: str = "durable") -> StepSpec:
         raise CellArgsError(f"%%durable: --backoff must be 0 or more seconds\n{CELL_USAGE}")
     if args.timeout is not None and args.timeout <= 0:
         raise CellArgsError(f"%%durable: --timeout must be more than 0 seconds\n{CELL_USAGE}")
+    if args.wait is not None and not 0 <= args.wait < math.inf:
+        raise CellArgsError(f"%%durable: --wait must be 0 or more seconds (a finite number; "
+                            f"leave it out to wait as long as the other kernel runs the step), "
+                            f"not {args.wait:g}\n{CELL_USAGE}")
     return StepSpec(source=source, name=args.step, mode=args.mode or default_mode,
                     force=args.force, session=args.session, retries=args.retries,
-                    backoff=args.backoff, timeout=args.timeout)
+                    backoff=args.backoff, timeout=args.timeout, wait=args.wait)

@@ -70,6 +70,28 @@ class IncompleteEffectError(KittehError):
     """An effect was started but never finished; replay will not run it twice on its own."""
 
 
+class StepBusyError(KittehError):
+    """Another kernel runs the step, and ``%%durable --wait SECONDS`` ran out before it finished.
+
+    Attributes:
+        step: the step's name.
+        pid, host: the kernel that holds the step's lease.
+        held: seconds it had held it when this kernel gave up.
+        waited: seconds this kernel waited (its ``--wait``).
+    """
+
+    def __init__(self, step: str, pid: int, host: str, held: float, waited: float) -> None:
+        self.step, self.pid, self.host, self.held, self.waited = step, pid, host, held, waited
+        super().__init__(
+            f"step {step!r} is running in kernel {pid} on {host} (for {held:.1f} s); "
+            f"this kernel gave up after --wait {waited:g} s. Nothing ran here. Run the cell "
+            "again to wait longer (without --wait it waits as long as that kernel runs the "
+            "step), then it replays that kernel's record.")
+
+    def __reduce__(self) -> tuple[type[StepBusyError], tuple[str, int, str, float, float]]:
+        return (type(self), (self.step, self.pid, self.host, self.held, self.waited))
+
+
 class KittehWarning(UserWarning):
     """Base class of the warnings kitteh_magic emits when durability is degraded."""
 

@@ -18,6 +18,7 @@ import socket
 import time
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import unquote
@@ -37,10 +38,12 @@ from .steps.records import (
 from .store.blobs import abandoned, temporary_bytes
 
 if TYPE_CHECKING:
+    from .steps.lease import LeaseDoc, Party
     from .store import Store
 
 HOST = socket.gethostname()
 VALUE_PREFIX = "km1/val/"  # the store's (store.value_key); status never imports the store
+LEASE_PREFIX = "km1/lease/"  # steps/lease.py builds its keys on it
 _T = TypeVar("_T")
 
 
@@ -169,7 +172,7 @@ def _raise(doc: dict[str, Any] | DamagedRecordError) -> dict[str, Any]:
 
 _KINDS = ((SESSION_PREFIX, "session document"), (POINTER_PREFIX, "step pointer"),
           (RECORD_PREFIX, "step record"), (JOURNAL_PREFIX, "journal document"),
-          (VALUE_PREFIX, "value"))
+          (VALUE_PREFIX, "value"), (LEASE_PREFIX, "step lease"))
 
 
 def describe(err: DamagedRecordError) -> str:
@@ -213,32 +216,73 @@ def _derived_state(ptr: StepPointer, producers: dict[str, tuple[float, str]]) ->
     return "replayed" if ptr.last == "replayed" else "done"
 
 
-def step_rows(steps: list[StepPointer]) -> list[dict[str, Any]]:
-    """One status row per step, in session order."""
+def step_rows(steps: list[StepPointer], leases: Mapping[str, LeaseDoc] | None = None,
+              now: float | None = None) -> list[dict[str, Any]]:
+    """One status row per step, in session order.
+
+    With the session's ``leases`` (``steps/lease.py``), a row names the live kernel that holds
+    the step's lease (``holder``: pid, host, kernel id, since when; else null) and the live
+    kernels waiting for it (``waiters``, the same fields).
+    """
     producers: dict[str, tuple[float, str]] = {}
     for ptr in steps:
         if ptr.state == "done":
             for name, token in ptr.outputs.items():
                 if name not in producers or producers[name][0] < ptr.finished:
                     producers[name] = (ptr.finished, "t:" + token)
-    return [{
-        "step": p.step, "state": _derived_state(p, producers), "cell_id": p.cell_id,
-        "seq": p.seq, "runs": p.runs, "replays": p.replays, "duration": p.duration,
-        "saved": p.saved, "size": p.size, "activities": p.activities, "started": p.started,
-        "finished": p.finished, "error": p.error, "key": p.key, "resumed": p.resumed,
-    } for p in steps]
+    now = time.time() if now is None else now
+    leases = leases or {}
+    rows = []
+    for p in steps:
+        lease = leases.get(p.step)
+        holder = lease.live_holder(now) if lease is not None else None
+        waiters = lease.live_waiters(now) if lease is not None else []
+        rows.append({
+            "step": p.step, "state": _derived_state(p, producers), "cell_id": p.cell_id,
+            "seq": p.seq, "runs": p.runs, "replays": p.replays, "duration": p.duration,
+            "saved": p.saved, "size": p.size, "activities": p.activities, "started": p.started,
+            "finished": p.finished, "error": p.error, "key": p.key, "resumed": p.resumed,
+            "holder": _party(holder) if holder is not None else None,
+            "waiters": [_party(w) for w in waiters],
+        })
+    return rows
+
+
+def _party(party: Party) -> dict[str, Any]:
+    # Not its heartbeat: a row that changed every 2 s would redraw the sidebar at every poll.
+    return {"pid": party.pid, "host": party.host, "kernel": party.kernel, "since": party.since}
+
+
+def lease_text(row: dict[str, Any]) -> str:
+    """Who runs a step and who waits for it, or "" when no kernel holds its lease.
+
+    >>> lease_text({"holder": {"pid": 7, "host": "a"}, "waiters": [{"pid": 9, "host": "b"}]})
+    'kernel 7 on a runs it; kernel 9 on b waits'
+    """
+    holder, waiters = row.get("holder"), row.get("waiters") or []
+    if not holder and not waiters:
+        return ""
+    text = f"kernel {holder['pid']} on {holder['host']} runs it" if holder else ""
+    if waiters:
+        names = ", ".join(f"kernel {w['pid']} on {w['host']}" for w in waiters)
+        text += ("; " if text else "") + f"{names} wait{'s' if len(waiters) == 1 else ''}"
+    return text
 
 
 def session_status(store: Store, session: str, now: float | None = None) -> dict[str, Any]:
     """The JSON status of one session (what ``%durable status --json`` prints).
 
-    ``steps`` are its rows and ``totals`` sum them. ``temporary`` is what the store's temporary
-    files hold besides (blobs being written, and the ``abandoned`` files of dead writers, which
-    gc removes): a scan of ``tmp/``, cheap enough for the sidebar's polling. ``damaged`` has one
-    line per step pointer that could not be read (the step is left out).
+    ``steps`` are its rows (:func:`step_rows`) and ``totals`` sum them. ``temporary`` is what
+    the store's temporary files hold besides (blobs being written, and the ``abandoned`` files
+    of dead writers, which gc removes): a scan of ``tmp/``, cheap enough for the sidebar's
+    polling. ``damaged`` has one line per step pointer or lease that could not be read (the
+    step, or who runs it, is left out).
     """
+    from .steps.lease import read_leases  # lease.py reads this module's helpers
+
     pointers, damaged = read_steps(store, session)
-    rows = step_rows(pointers)
+    leases, damaged_leases = read_leases(store, session)
+    rows = step_rows(pointers, leases, now)
     return {
         "session": session,
         "store": str(store.directory),
@@ -251,7 +295,7 @@ def session_status(store: Store, session: str, now: float | None = None) -> dict
             "duration": sum(r["duration"] for r in rows),
         },
         "temporary": temporary_usage(store),
-        "damaged": [describe(err) for err in damaged],
+        "damaged": [describe(err) for err in [*damaged, *damaged_leases]],
     }
 
 
@@ -349,6 +393,7 @@ def render_text(status: dict[str, Any]) -> str:
     lines = [f"session {status['session']!r} in {status['store']}"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
               for line in table]
+    lines += [f"step {r['step']!r}: {lease_text(r)}" for r in status["steps"] if lease_text(r)]
     totals = status["totals"]
     lines.append(f"{totals['steps']} steps, {human_size(totals['size'])} stored, "
                  f"{human_seconds(totals['saved'])} saved by replay")
@@ -372,6 +417,8 @@ def render_html(status: dict[str, Any]) -> str:
         cells = [html.escape(c) for c in _cells(row)]
         colour = _STATE_COLOURS.get(row["state"], "inherit")
         cells[1] = f'<span style="color:{colour};font-weight:600">{cells[1]}</span>'
+        if lease_text(row):
+            cells[1] += f'<br><small>{html.escape(lease_text(row))}</small>'
         title = html.escape(row["error"] or "")
         body.append(f'<tr title="{title}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     totals = status["totals"]

@@ -17,6 +17,7 @@ from ..errors import (
     DamagedRecordError,
     DamagedStoreWarning,
     InternalWarning,
+    StepBusyError,
     StoreWriteWarning,
     UnpicklableError,
     UnpicklableWarning,
@@ -24,6 +25,7 @@ from ..errors import (
 from ..status import HOST, human_seconds
 from . import analysis, capture, imports, keys, observe, outputs
 from .fingerprint import type_name
+from .lease import HEARTBEAT, SKEW, Lease, Party, WaitNotice, acquire, kernel_id
 from .records import OutputEntry, StepPointer, StepRecord, ValueRef, record_key
 
 if TYPE_CHECKING:
@@ -60,6 +62,9 @@ class StepSpec:
     backoff: float | None = None
     timeout: float | None = None
     """Default retry policy of the step's activities (``--retries/--backoff/--timeout``)."""
+    wait: float | None = None
+    """Seconds to wait at most for another kernel running the step (``--wait``); None: as
+    long as it runs it."""
 
 
 class StepRun:
@@ -92,28 +97,45 @@ class StepRun:
         """The id of this run's execution (the pointer keeps it until the step finishes)."""
         self._seen_revision = 0
         """The revision of this key's record the step's pointer had seen when the run began."""
+        self._lease: Lease | None = None
+        """The step's lease while this run holds it (taken by ``replay``, released on exit)."""
 
     # lookup and replay ------------------------------------------------------------------------
     def replay(self) -> bool:
-        """Compute the step's key and restore its record if there is one. True when replayed."""
+        """Compute the step's key and restore its record if there is one. True when replayed.
+
+        Without a record to replay, the step's lease is taken (``lease.py``; a replay never
+        touches it): while another kernel runs the step, this one waits, then replays the
+        record that kernel left, or executes the step if it left none.
+
+        Raises:
+            StepBusyError: ``--wait`` ran out while another kernel ran the step.
+            KeyboardInterrupt: interrupted while waiting for it.
+        """
+        looked_up = time.time()
+        if self._guarded(self._find_record):
+            return True
+        if self.key is None:
+            return False
+        again = self._take_lease(looked_up)
+        if self._lease is None:
+            return False
+        try:
+            faults.point("lease-taken")
+            # Another kernel ran the step since the lookup: replay the record it left.
+            if again and self._guarded(self._replay_record):
+                self._release_lease()
+                return True
+        except BaseException:
+            self._release_lease()
+            raise
+        return False
+
+    def _guarded(self, lookup: Callable[[], bool]) -> bool:
+        """``lookup()``; a damaged record is healed and a failure leaves a plain cell (False)."""
         engine = self.engine
         try:
-            facts = self._facts = analysis.analyse_source(self.spec.source)
-            self.name = self.spec.name or _default_name(self.spec.cell_id or engine.cell_id,
-                                                        facts.normalized)
-            self._inputs = engine.inputs(facts, self._reached)
-            self.key = keys.step_key(self.session, facts.normalized, self._inputs)
-            if self.spec.force:
-                return False
-            record = engine.catalog.record(self.key)
-            if record is None:
-                return False
-            self._check_revision(record)
-            if not record.complete:
-                return False
-            replayed = self._restore(record)
-            self._report_damage()
-            return replayed
+            return lookup()
         except DamagedRecordError as err:
             engine.warn(DamagedStoreWarning, f"step {self.name!r}: {err}; it will run again and "
                         "its record will be rewritten.")
@@ -123,6 +145,74 @@ class StepRun:
             engine.warn(InternalWarning, f"kitteh_magic could not look up step {self.name!r} "
                         f"({type(err).__name__}: {err}); it runs as a plain cell.")
         return False
+
+    def _find_record(self) -> bool:
+        engine = self.engine
+        facts = self._facts = analysis.analyse_source(self.spec.source)
+        self.name = self.spec.name or _default_name(self.spec.cell_id or engine.cell_id,
+                                                    facts.normalized)
+        self._inputs = engine.inputs(facts, self._reached)
+        self.key = keys.step_key(self.session, facts.normalized, self._inputs)
+        return self._replay_record()
+
+    def _replay_record(self) -> bool:
+        assert self.key is not None
+        if self.spec.force:
+            return False
+        record = self.engine.catalog.record(self.key)
+        if record is None:
+            return False
+        self._check_revision(record)
+        if not record.complete:
+            return False
+        replayed = self._restore(record)
+        self._report_damage()
+        return replayed
+
+    def _take_lease(self, looked_up: float) -> bool:
+        """Take the step's lease before executing it, waiting while another kernel holds it.
+
+        A store that fails here is a warning, and the step runs without the lease (as it did
+        before leases existed).
+
+        Returns:
+            Whether another kernel may have recorded the step since ``looked_up``: it held the
+            lease meanwhile, or released it after that (give or take clock skew).
+        """
+        engine = self.engine
+        me = Party(pid=os.getpid(), host=HOST, proc_start=engine._proc_start,
+                   kernel=kernel_id(), key=self.key or "")
+        lease = Lease(engine.store, self.session, self.name, me, self._lease_trouble)
+        try:
+            taken = acquire(lease, wait=self.spec.wait,
+                            notice=WaitNotice(engine.display_pub, self.name))
+        except StepBusyError:
+            raise
+        except Exception as err:
+            engine.warn(StoreWriteWarning, f"step {self.name!r}: its lease could not be taken "
+                        f"({type(err).__name__}: {err}); it runs without it, so a kernel "
+                        "running it at the same time would run it too.")
+            return False
+        finally:
+            engine.catalog.damaged.extend(lease.damaged)  # reported with the run's damage
+        self._lease = lease
+        lease.hold()
+        return taken.holder is not None or taken.released >= looked_up - SKEW
+
+    def _lease_trouble(self, text: str) -> None:
+        self.engine.warn(StoreWriteWarning, f"step {self.name!r}: {text}.")
+
+    def _release_lease(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        try:
+            lease.release()
+        except Exception as err:
+            self.engine.warn(StoreWriteWarning, f"step {self.name!r}: its lease could not be "
+                             f"released ({type(err).__name__}: {err}); this kernel tries again "
+                             f"every {HEARTBEAT:.0f} s, and kernels waiting for it wait until "
+                             "then.")
 
     def _check_revision(self, record: StepRecord) -> None:
         """Refuse a record older than the one this step last saw under its key (written back).
@@ -206,6 +296,13 @@ class StepRun:
 
     # execution ---------------------------------------------------------------------------------
     def __enter__(self) -> StepRun:
+        try:
+            return self._enter()
+        except BaseException:
+            self._release_lease()  # no __exit__ follows a failed __enter__
+            raise
+
+    def _enter(self) -> StepRun:
         engine = self.engine
         # Identities only: filtering hidden names here would cost a check per namespace name per
         # cell; the few names that changed are filtered after.
@@ -280,6 +377,7 @@ class StepRun:
             self._finish(exc_type, exc, tb)
         finally:
             self._known, self._observation = {}, None  # release the objects they held
+            self._release_lease()  # after the record: a waiting kernel replays it
             self._report_damage()
 
     def _finish(self, exc_type: type[BaseException] | None, exc: BaseException | None,

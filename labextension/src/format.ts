@@ -144,3 +144,34 @@ export function activityFact(row: IStepRow): IActivityFact | null {
   const text = resumed > 0 && row.state !== 'replayed' ? `${calls(n)} (${resumed} resumed)` : calls(n);
   return { count: n, text, title: `${title}\n${ACTIVITY_HELP}` };
 }
+
+/** The text and tooltip of who runs a step and who waits for it. */
+export interface ILeaseFact {
+  text: string;
+  title: string;
+}
+
+/**
+ * "kernel 4242 on gpu-3 · 1 waiting": which kernel executes a step while
+ * others wait for it (one runner per step), or null when none holds it.
+ */
+export function leaseFact(row: IStepRow): ILeaseFact | null {
+  const holder = row.holder ?? null;
+  const waiters = row.waiters ?? [];
+  if (holder === null && waiters.length === 0) {
+    return null;
+  }
+  const name = (p: { pid: number; host: string }): string => `kernel ${p.pid} on ${p.host}`;
+  const parts: string[] = [];
+  const lines: string[] = [];
+  if (holder !== null) {
+    parts.push(name(holder));
+    const since = new Date(holder.since * 1000).toLocaleTimeString();
+    lines.push(`${name(holder)} runs this step (since ${since}).`);
+  }
+  if (waiters.length > 0) {
+    parts.push(`${waiters.length} waiting`);
+    lines.push(`Waiting for it, to replay its record: ${waiters.map(name).join(', ')}.`);
+  }
+  return { text: parts.join(' · '), title: lines.join('\n') };
+}

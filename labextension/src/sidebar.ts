@@ -14,6 +14,7 @@ import {
   formatSeconds,
   formatSecondsShort,
   formatSize,
+  leaseFact,
   sessionLabel
 } from './format';
 import { durableIcon } from './icons';
@@ -225,6 +226,12 @@ export class DurableSidebar extends Widget {
     }
     if (!unfinished || row.size > 0) {
       fact(formatSize(row.size), 'stored size of its outputs', 'km-Step-size');
+    }
+    const lease = leaseFact(row);
+    if (lease !== null) {
+      fact(lease.text, lease.title, 'km-Step-lease');
+      item.dataset.holder = String(row.holder?.pid ?? '');
+      item.dataset.waiters = String(row.waiters?.length ?? 0);
     }
     const activities = activityFact(row);
     if (activities !== null) {

@@ -25,6 +25,16 @@ export const STEP_STATES: ReadonlyArray<StepState> = [
   'invalidated'
 ];
 
+/** A kernel named by a step's lease (`kitteh_magic/steps/lease.py`). */
+export interface ILeaseParty {
+  pid: number;
+  host: string;
+  /** Its Jupyter kernel id, '' when unknown. */
+  kernel: string;
+  /** Unix time it took the lease (holder) or began waiting (waiter). */
+  since: number;
+}
+
 /** One row of `GET /kitteh-magic/steps`: a step's latest state. */
 export interface IStepRow {
   step: string;
@@ -54,6 +64,10 @@ export interface IStepRow {
   finished: number;
   error: string | null;
   key: string | null;
+  /** The live kernel executing the step now (it holds the step's lease), else null. */
+  holder: ILeaseParty | null;
+  /** Live kernels waiting for it: they replay its record when it finishes. */
+  waiters: ILeaseParty[];
 }
 
 /** Sums over a session's steps. */

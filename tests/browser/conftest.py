@@ -111,6 +111,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_DATA_DIR": str(data),
+        # Those folders before the environment's: in a virtualenv Jupyter looks in its
+        # share/jupyter first, where `pip install -e` copied the build of that day.
+        "JUPYTER_PREFER_ENV_PATH": "0",
         "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "IPYTHONDIR": str(base / "ipython"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "KITTEH_MAGIC_KEY_FILE": str(base / "key"),

@@ -242,6 +242,11 @@
   font-weight: 600;
 }
 
+.km-Step-lease {
+  color: var(--km-running);
+  cursor: help;
+}
+
 .km-Step-saved {
   color: var(--km-replayed);
   font-weight: 600;
