@@ -562,3 +562,20 @@ def test_bad_wait_is_a_usage_error_in_a_kernel(kernel: Kernel) -> None:
     result = kernel.run("%%durable job --wait -2\nx = 1")
     assert "UsageError" in result.stderr and "--wait must be 0 or more" in result.stderr
     assert kernel.value("'x' in globals()") is False
+
+
+def test_reset_drops_idle_leases_and_keeps_a_held_one(store: Store) -> None:
+    from kitteh_magic.steps.catalog import Catalog
+    from kitteh_magic.steps.lease import lease_prefix
+
+    lease_of(store, me(), "busy").take(waiting=False)
+    idle = lease_of(store, me(), "done")
+    idle.take(waiting=False)
+    idle.release()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = psutil.Process(proc.pid).create_time()
+    proc.wait()
+    store.put_json(lease_key(SESSION, "dead"), LeaseDoc(
+        holder=Party(pid=proc.pid, host=HOST, proc_start=started)).to_doc())
+    Catalog(store).reset(SESSION)
+    assert store.keys(lease_prefix(SESSION)) == [lease_key(SESSION, "busy")]

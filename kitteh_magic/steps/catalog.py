@@ -176,7 +176,8 @@ class Catalog:
         return sum(self.invalidate(session, p.step) for p in self.steps(session))
 
     def reset(self, session: str) -> int:
-        """Drop a session's records, pointers and order; returns how many steps it had."""
+        """Drop a session's records, pointers, order and idle leases; returns how many steps it
+        had."""
         steps = self.steps(session)
         for ptr in steps:
             for key in ptr.keys:
@@ -184,6 +185,9 @@ class Catalog:
             self.store.delete(pointer_key(session, ptr.step))
             self.clear_journal(session, ptr.step)
         self.store.delete(session_key(session))
+        from .lease import drop_idle  # lease reads status, which reads the catalog
+
+        drop_idle(self.store, session)
         return len(steps)
 
     def live_records(self) -> set[str]:

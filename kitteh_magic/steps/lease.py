@@ -510,3 +510,16 @@ def read_leases(store: Store, session: str,
         except DamagedRecordError as err:
             damaged.append(err)
     return found, damaged
+
+
+def drop_idle(store: Store, session: str) -> int:
+    """Delete the session's leases that no live kernel holds or waits for (``%durable reset``,
+    ``kitteh-magic clear``); a damaged one goes too. Returns how many."""
+    leases, damaged = read_leases(store, session)
+    now = time.time()
+    doomed = [lease_key(session, step) for step, doc in leases.items()
+              if doc.live_holder(now) is None and not doc.live_waiters(now)]
+    doomed += [err.key for err in damaged]
+    for key in doomed:
+        store.delete(key)
+    return len(doomed)
