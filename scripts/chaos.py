@@ -29,7 +29,8 @@ Parts (``--only``):
   triggers as it is cleared and putting it back with the "running" pointer; at the
   ``record-written`` kill point; and approximately, by killing the kernel as soon as the record
   row appears), then run the same cell (it must replay) and an edited one (all 6 calls live).
-* ``two``: two kernels run the same step at once (issue 9's lease; reported, not judged).
+* ``two``: two kernels run the same step at once: one executes it, the other waits for its
+  lease and replays (issue 9); no call and no effect may run twice.
 
 Outcomes, per trial or case (the table sums them):
 
@@ -1542,7 +1543,7 @@ def part_journal(c: Campaign, trials: int) -> None:
 # -- part (e): two kernels ---------------------------------------------------------------------
 
 def two_kernels(c: Campaign) -> Outcome:
-    out = Outcome("two", "two kernels run the same step at once", judged=False)
+    out = Outcome("two", "two kernels run the same step at once")
     sc = c.scenario("t", DELAY)
     kernels = [c.kernel(sc.store, sc.directory / f"k{i}.log") for i in range(2)]
     try:
