@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from typing import Any
 
@@ -37,6 +39,22 @@ faults)."""
 
 HITS = [0]
 """Calls counted by row 8's functions (a module's state: not an input of the steps)."""
+
+GATE: dict[str, Any] = {"at": None, "closed": False, "first": math.inf}
+"""Row 8g's items from ``at`` on: when the first started (``perf_counter``), and whether they
+block (a module's state, so the killed run and its resume are the same step version)."""
+
+
+def gate(i: int) -> None:
+    """Called by row 8g's item function: items before ``GATE["at"]`` pass at once; from it on,
+    note when the first one started and, while the gate is closed, never return (the process
+    is killed meanwhile, with those items unfinished and not journaled)."""
+    at = GATE["at"]
+    if at is None or i < at:
+        return
+    GATE["first"] = min(GATE["first"], time.perf_counter())
+    if GATE["closed"]:
+        threading.Event().wait()
 
 
 def make(kind: str, nbytes: int, seed: int = 0) -> Any:

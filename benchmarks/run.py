@@ -22,6 +22,7 @@ from benchmarks import (
     activities,
     cells,
     fingerprints,
+    mapping,
     notebook,
     observing,
     peers,
@@ -32,7 +33,7 @@ from benchmarks.common import ROOT, WORK, Row, Settings, install_env
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 GROUPS = ("cells", "save", "restore", "fingerprint", "observe", "notebook", "peers",
-          "activities")
+          "activities", "map")
 
 
 def table(rows: list[Row]) -> str:
@@ -71,11 +72,14 @@ def write_results(rows: list[Row], notes: list[str], settings: Settings, seconds
         "",
         "## Notes",
         "",
-        *[f"* **{row.id}**: {row.note}" for row in rows if row.note],
-        *notes,
+        *note_lines(rows, notes),
         "",
     ]
     return "\n".join(text)
+
+
+def note_lines(rows: list[Row], notes: list[str]) -> list[str]:
+    return [*[f"* **{row.id}**: {row.note}" for row in rows if row.note], *notes]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,12 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     group("notebook", lambda: notebook.run(settings, notes))
     group("peers", lambda: peers.run(settings, artifacts, notes))
     group("activities", lambda: activities.run(settings, notes))
+    group("map", lambda: mapping.run(settings, notes))
     seconds = time.perf_counter() - clock
     print(table(rows))
     print(f"\nbenchmark run time: {seconds:.0f} s ({machine_line})")
     for row in rows:
         if row.ok is False:
             print(f"MISS {row.id}: {row.what}: {row.kitteh} vs {row.baseline} ({row.budget})")
+    if only != set(GROUPS):
+        print("\nNotes:\n\n" + "\n".join(note_lines(rows, notes)))  # not kept in RESULTS.md
     if not args.no_write and only != set(GROUPS):
         # RESULTS.md holds whole runs only: a partial one would erase the other rows.
         print(f"a partial run (--only): {RESULTS.relative_to(ROOT)} left as it was")
