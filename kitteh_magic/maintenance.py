@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _DIGEST = re.compile(r"[0-9a-f]{32}")
-_ENTRY = re.compile(r"\d{8}")
 
 
 def parse_size(text: str) -> int:
@@ -227,12 +226,9 @@ def _is_digest(value: object) -> bool:
 
 
 def _survey_journals(store: Store, found: Survey) -> None:
-    truncated: set[str] = set()
     for key, doc in store.json_items(JOURNAL_PREFIX):
-        prefix, _, tail = key.rpartition("/")
-        if prefix in truncated:
-            continue
-        is_entry = _ENTRY.fullmatch(tail) is not None
+        # km1/jrn/<session>/<step>/<slot>, names percent-encoded; a head is <step>#head.
+        is_entry = key[len(JOURNAL_PREFIX):].count("/") >= 2
         try:
             if not is_entry:  # a journal's head: whatever the kernel wrote, it must be JSON
                 _raise(doc)
@@ -246,25 +242,12 @@ def _survey_journals(store: Store, found: Survey) -> None:
                 found.heals.append(f"{describe(lost)}; the step's next run makes that call "
                                    "again (an effect is reported as interrupted instead)")
         except DamagedRecordError as err:
-            if is_entry:
-                truncated.add(prefix)
-                found.damage.append(Damage(
-                    err, "drop it and the entries after it", "dropped with the entries after it",
-                    "those calls run again", functools.partial(_truncate, store, prefix + "/",
-                                                               int(tail))))
-            else:
-                found.damage.append(Damage(err, "drop it", "dropped",
-                                           "the step's journal starts over",
-                                           functools.partial(store.delete, key)))
-
-
-def _truncate(store: Store, prefix: str, position: int) -> None:
-    """Drop a journal's entries from ``position`` on, as the kernel does when it meets one
-    that is damaged (positions stay contiguous)."""
-    for key in store.keys(prefix):
-        tail = key[len(prefix):]
-        if _ENTRY.fullmatch(tail) and int(tail) >= position:
-            store.delete(key)
+            # Entries answer their own calls only (branch, identity, occurrence): the others
+            # stay, as the kernel keeps them when it meets a damaged one.
+            found.damage.append(Damage(
+                err, "drop it", "dropped",
+                "that call runs again" if is_entry else "the step's journal starts over",
+                functools.partial(store.delete, key)))
 
 
 def _session_damage(store: Store, err: DamagedRecordError) -> Damage:

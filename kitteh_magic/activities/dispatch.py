@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
+import functools
+import hashlib
 import inspect
+import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from ..errors import (
@@ -30,7 +34,7 @@ from ..errors import (
     UnpicklableWarning,
 )
 from ..steps import fingerprint
-from ..steps.records import JournalEntry
+from ..steps.records import JournalEntry, slot_of
 from . import forks
 from .classify import Verdict, classify
 from .current import INSIDE as _INSIDE
@@ -44,15 +48,39 @@ _NO_ARGS = fingerprint.fingerprint(((), []))
 
 
 def args_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """Digest of a call's arguments: the only trace of them that is ever written."""
+    """Digest of a call's arguments: the only trace of them that is ever written.
+
+    Prefixed ``iter:`` when an argument is an iterator (a generator, an open file: the call
+    consumes it, and its content is not known), and ``types:`` when every argument counts by
+    its type only (locks, connections): such a digest does not tell two calls apart.
+    """
     if not args and not kwargs:
         return _NO_ARGS  # time.time(), random.random(): the commonest activities
-    try:
-        return fingerprint.fingerprint((args, sorted(kwargs.items())))
-    except fingerprint.Unfingerprintable:
-        # Unhashable arguments (a connection, a generator) are identified by their types.
-        shape = [type(a).__qualname__ for a in args] + sorted(kwargs)
-        return "types:" + fingerprint.fingerprint(shape)
+    values = (*args, *kwargs.values())
+    found = fingerprint.describe((args, sorted(kwargs.items())))
+    if any(isinstance(value, Iterator) for value in values):
+        return "iter:" + found.digest
+    if found.leaves and len(found.leaves) >= len(values) and all(
+            _TOP.fullmatch(leaf.path or "") for leaf in found.leaves):
+        return "types:" + found.digest
+    return found.digest
+
+
+_TOP = re.compile(r"\[0\]\[\d+\]|\[1\]\[\d+\]\[1\]")
+"""Paths of whole arguments inside ``(args, sorted(kwargs.items()))``."""
+
+
+def weak(digest: str) -> bool:
+    """Whether an argument digest fails to tell calls apart (see :func:`args_digest`)."""
+    return digest.startswith(("iter:", "types:"))
+
+
+def effective_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   ) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The callee and arguments a call really makes: ``partial(f, a)(b)`` is ``f(a, b)``."""
+    while type(fn) is functools.partial:
+        args, kwargs, fn = (*fn.args, *args), {**fn.keywords, **kwargs}, fn.func
+    return fn, args, kwargs
 
 
 def _receiver(fn: Any) -> Any:
@@ -70,17 +98,27 @@ def _adopt(receiver: Any, recorded: Any) -> None:
 
 
 class _Call:
-    """Where one call stands: its branch, position there, slot and argument digest."""
+    """Where one call stands: its branch and position there, argument digest and identity."""
 
-    __slots__ = ("branch", "digest", "pos", "slot")
+    __slots__ = ("branch", "digest", "ident", "occ", "pos", "slot")
 
-    def __init__(self, branch: str, pos: int, digest: str) -> None:
-        self.branch, self.pos, self.digest = branch, pos, digest
-        self.slot = f"{branch}:{pos:08d}" if branch else f"{pos:08d}"
+    def __init__(self, branch: str, pos: int, digest: str, ident: str, occ: int) -> None:
+        self.branch, self.pos, self.digest, self.ident, self.occ = branch, pos, digest, ident, occ
+        self.slot = slot_of(branch, ident, occ)
 
     @property
     def label(self) -> str:
         return f"{self.branch}:{self.pos + 1}" if self.branch else str(self.pos + 1)
+
+    def entry(self, verdict: Verdict, **fields: Any) -> JournalEntry:
+        return JournalEntry(pos=self.pos, callee=verdict.callee, args=self.digest,
+                            effect=verdict.effect, branch=self.branch, ident=self.ident,
+                            occ=self.occ, **fields)
+
+
+def call_ident(callee: str, digest: str) -> str:
+    """A call's identity in its journal: a short digest of callee and argument digest."""
+    return hashlib.blake2b(f"{callee}\0{digest}".encode(), digest_size=8).hexdigest()
 
 
 _RUNNING: StepActivities | None = None
@@ -108,10 +146,20 @@ class StepActivities:
         self._loaded: dict[str, tuple[Any, Any]] = {}
         """slot -> (result, receiver state) loaded ahead of their replay."""
         self._told: set[str] = set()
+        self._escaped: list[BaseException] = []
+        self._made: dict[int, tuple[Any, str]] = {}
+        """id -> (object, slot) of what activities returned in this execution: a method called
+        on such an object is identified by where it came from (``r.json()`` of which ``get``)."""
+        self.concurrent = False
+        """Whether the step has forked a branch yet. Before that its calls are one sequence in
+        program order, and a different call at a recorded position is a NondeterminismError;
+        after, the main line's order may follow completion order (``as_completed``), and
+        calls are matched by identity alone."""
         self._thread: threading.Thread | None = None
         self._busy = 0
-        """Activities running live on the cell's own thread: threads they start are theirs
-        (calls inside an activity are not journaled), not strays."""
+        """Activities running live: threads they start are theirs (calls inside an activity
+        are not journaled), not strays."""
+        self._busy_lock = threading.Lock()
 
     @property
     def count(self) -> int:
@@ -137,8 +185,8 @@ class StepActivities:
     def log(self) -> list[dict[str, Any]]:
         """The journal's entries without values, each saying whether it came from the journal
         (kept in the step's record)."""
-        return [{**doc, "replayed": JournalEntry.from_doc(doc).slot in self.from_journal}
-                for doc in self.journal.log()]
+        return [{**doc, "replayed": slot_of(doc["branch"], doc["ident"], doc["occ"])
+                 in self.from_journal} for doc in self.journal.log()]
 
     def ended_by(self, exc: BaseException) -> None:
         """The cell failed with ``exc``: if an activity raised it, retry that call next run.
@@ -149,10 +197,22 @@ class StepActivities:
         while exc is not None and exc not in chain:
             chain.append(exc)
             exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        # Failures that escaped a branch (a pool item, a task) are never seen by the cell when
+        # another one ends it first: they are made again too, as km.map's are.
+        ended = {id(e) for e in chain} | {id(e) for e in self._escaped}
         for slot, failure in list(self._failed.items()):
-            if any(failure is e for e in chain):
+            if id(failure) in ended:
                 self.journal.drop(slot)
-                return
+
+    def escaped(self, failure: BaseException) -> None:
+        """``failure`` ended a branch (a handed-off function or a coroutine raised it)."""
+        self._escaped.append(failure)
+
+    def failed_with(self, slots: list[str], failure: BaseException) -> None:
+        """Calls whose failures ``failure`` stands for (``km.map`` raises one of its items'):
+        if it ends the cell, they are all made again next run."""
+        for slot in slots:
+            self._failed[slot] = failure
 
     # -- branches -------------------------------------------------------------------------------
     def branch(self) -> Branch:
@@ -161,6 +221,8 @@ class StepActivities:
         return found if found is not None and found.owner is self else self.main
 
     def new_branch(self, path: str) -> Branch:
+        """A branch of this step (forked from the current one, by the caller's naming)."""
+        self.concurrent = True
         branch = Branch(self, path)
         self._branches.append(branch)
         return branch
@@ -191,13 +253,20 @@ class StepActivities:
         else:
             name = getattr(fn, "__name__", None) or type(fn).__name__
             path = parent.named("thread", name, args_digest(*given))
-        return Handed(self, fn, path, contextvars.copy_context(), many)
+        context = contextvars.copy_context()
+        if context.get(_STEP) is not self:  # a hand-off made on a thread without the step
+            context.run(_STEP.set, self)
+        return Handed(self, fn, path, context, many)
 
     def call_on(self, path: str, fn: Any, args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> Any:
         """Call ``fn`` as the cell would, on a new branch ``path`` (in a context of its own)."""
         BRANCH.set(self.new_branch(path))
-        return self.call(fn, args, kwargs)
+        try:
+            return self.call(fn, args, kwargs)
+        except BaseException as failure:
+            self.escaped(failure)
+            raise
 
     def call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """What :func:`call` does for a call made in this step."""
@@ -229,17 +298,21 @@ class StepActivities:
                    "and not journaled; a resume makes them again. km.map or Executor.map "
                    "identify items by their index instead.")
 
-    def stray(self, fn: Any) -> None:
-        """An activity called from a thread that no hand-off of this step started."""
-        if self._busy or threading.current_thread() is self._thread:
-            return
+    def stray(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A call from a thread that no hand-off of this step started (a library's own, such
+        as joblib's dispatcher). A hand-off made there still puts what it hands off on a
+        branch of this step; an activity is made live, not journaled, with a warning (none
+        while an activity runs: threads it starts are its own)."""
         verdict = classify(fn)
-        if verdict.activity:
+        if verdict.route is not None and verdict.route is not forks.fork_coroutine:
+            return verdict.route(self, fn, args, kwargs)
+        if verdict.activity and not self._busy and threading.current_thread() is not self._thread:
             self._tell(verdict.callee, f"{verdict.callee} was called from thread "
                        f"{threading.current_thread().name!r}, which kitteh_magic did not see "
                        "start, so the call is made live and not journaled (a resume makes it "
                        "again). Start threads with Thread.start, an Executor, asyncio.to_thread "
                        "or km.map in the cell.")
+        return fn(*args, **kwargs)
 
     def _tell(self, key: str, text: str) -> None:
         if key in self._told or self._warn is None:
@@ -249,21 +322,39 @@ class StepActivities:
 
     # -- one call -------------------------------------------------------------------------------
     def begin(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
-               kwargs: dict[str, Any], branch: Branch | None = None,
-               ) -> tuple[_Call, JournalEntry | None]:
-        """Take the next position on ``branch`` (this context's by default) and check it
-        against the journal.
+              kwargs: dict[str, Any], branch: Branch | None = None,
+              ) -> tuple[_Call, JournalEntry | None]:
+        """Identify the call on ``branch`` (this context's by default) and find its entry.
 
         Returns where the call stands and the entry to replay (or a timer's to resume), or
         None when the call must be made (then an effect is noted as started first: at most
         once).
+
+        Raises:
+            NondeterminismError: in the step's sequential part, the call recorded at this
+                position was another one.
+            IncompleteEffectError: the effect started and never finished.
         """
         if branch is None:
             branch = self.branch()
         position = branch.seq
         branch.seq = position + 1
-        call = _Call(branch.path, position, args_digest(args, kwargs))
+        digest = self._digest(fn, args, kwargs)
+        ident = call_ident(verdict.callee, digest)
+        call = _Call(branch.path, position, digest, ident, branch.occurrence(ident))
         entry = self.journal.get(call.slot)
+        if entry is None and not self.concurrent:
+            recorded = self.journal.at(call.branch, position)
+            if recorded is not None:
+                self._diverged(recorded, verdict, call)
+        elif entry is not None and weak(digest) and self.concurrent:
+            # Calls told apart only by their order, in a step whose order may follow
+            # completion order: a recorded result could belong to a sibling. Made again.
+            self._tell(verdict.callee, f"the calls of {verdict.callee} cannot be told apart "
+                       "(their arguments cannot be fingerprinted: "
+                       f"{'an iterator' if digest.startswith('iter:') else 'handles'}) in a "
+                       "step that runs calls concurrently, so they are made again on resume.")
+            entry = None
         if entry is not None:
             self._check(entry, verdict, call)
             if entry.state == "started":
@@ -272,26 +363,47 @@ class StepActivities:
             if entry.unsaved or not self._outcome_loads(entry):
                 entry = None
         if entry is None and verdict.effect:
-            self.journal.started(call.branch, call.pos, verdict.callee, call.digest)
+            self.journal.started(call.entry(verdict))
         return call, entry
+
+    def _digest(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The call's argument digest: of what a ``partial`` binds too, and of where its
+        receiver came from when an activity of this step returned it."""
+        target, args, kwargs = effective_call(fn, args, kwargs)
+        digest = args_digest(args, kwargs)
+        receiver = getattr(getattr(target, "__wrapped__", target), "__self__", None)
+        if receiver is not None and self._made:
+            made = self._made.get(id(receiver))
+            if made is not None and made[0] is receiver:
+                digest = f"{digest}@{made[1]}"
+        return digest
+
+    def _remember_made(self, value: Any, slot: str) -> Any:
+        """Note that the call at ``slot`` returned ``value`` (see ``_made``); returns it."""
+        if type(value) not in _PLAIN_RESULTS:
+            self._made[id(value)] = (value, slot)
+        return value
+
+    def _diverged(self, recorded: JournalEntry, verdict: Verdict, call: _Call) -> None:
+        raise NondeterminismError(
+            f"step {self.journal.step!r}: activity #{call.label} was journaled as "
+            f"{recorded.callee}(arguments {recorded.args[:12]}) but the cell now calls "
+            f"{verdict.callee}(arguments {call.digest[:12]}). A recorded result is never "
+            "handed to a different call. If the change is intended, run the cell with "
+            f"`%%durable --force` (or `%durable invalidate {self.journal.step}`) to discard "
+            "the journal; otherwise make the calls before it deterministic.")
 
     def _check(self, entry: JournalEntry, verdict: Verdict, call: _Call) -> None:
         """A journaled slot replays only for the same call, and never a half-run effect."""
         if entry.callee != verdict.callee or entry.args != call.digest:
-            raise NondeterminismError(
-                f"step {self.journal.step!r}: activity #{call.label} was journaled as "
-                f"{entry.callee}(arguments {entry.args[:12]}) but the cell now calls "
-                f"{verdict.callee}(arguments {call.digest[:12]}). A recorded result is never "
-                "handed to a different call. If the change is intended, run the cell with "
-                f"`%%durable --force` (or `%durable invalidate {self.journal.step}`) to discard "
-                "the journal; otherwise make the calls before it deterministic.")
+            self._diverged(entry, verdict, call)
         if entry.state == "started" and (entry.effect or not entry.deadline):
             raise IncompleteEffectError(
                 f"step {self.journal.step!r}: the effect {entry.callee} (activity "
-                f"#{call.label}) started but never finished: the kernel died while it ran, "
+                f"#{entry.label}) started but never finished: the kernel died while it ran, "
                 "so it may or may not have happened. If it happened, run "
-                f"`%durable effect {self.journal.step} {call.label} done`; to run it again, "
-                f"`%durable effect {self.journal.step} {call.label} redo`.")
+                f"`%durable effect {self.journal.step} {entry.label} done`; to run it again, "
+                f"`%durable effect {self.journal.step} {entry.label} redo`.")
 
     def _outcome_loads(self, entry: JournalEntry) -> bool:
         """Load a journaled result and receiver state ahead of replaying them.
@@ -336,15 +448,14 @@ class StepActivities:
         result, receiver = self._loaded.pop(slot, (None, NOTHING))
         if receiver is not NOTHING:
             _adopt(_receiver(fn), receiver)
-        return revive(result, fn) if entry.result is not None else None
+        return self._remember_made(revive(result, fn), slot) if entry.result is not None else None
 
     def _record(self, fn: Any, verdict: Verdict, call: _Call, started: float,
                 attempts: int, result: Any = NOTHING, error: BaseException | None = None,
                 awaitable: bool = False) -> None:
-        entry = JournalEntry(pos=call.pos, callee=verdict.callee, args=call.digest,
-                             state="error" if error is not None else "done",
-                             effect=verdict.effect, duration=time.perf_counter() - started,
-                             attempts=attempts, awaitable=awaitable, branch=call.branch)
+        entry = call.entry(verdict, state="error" if error is not None else "done",
+                           duration=time.perf_counter() - started, attempts=attempts,
+                           awaitable=awaitable)
         receiver = _receiver(fn) if verdict.records_receiver and error is None else NOTHING
         entry = self.journal.record(entry, result=result, error=error, receiver=receiver)
         if error is not None:
@@ -375,7 +486,7 @@ class StepActivities:
         """Journal a live result; returns what the cell gets (a replayable snapshot)."""
         kept, given = snapshot(result, fn)
         self._record(fn, verdict, call, started, attempts, result=kept, awaitable=awaitable)
-        return given
+        return self._remember_made(given, call.slot)
 
     def run(self, fn: Any, verdict: Verdict, args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> Any:
@@ -395,8 +506,7 @@ class StepActivities:
         """Make the call (through ``via`` when given: another executor) and journal it."""
         started = time.perf_counter()
         token = _INSIDE.set(True)
-        mine = threading.current_thread() is self._thread
-        if mine:
+        with self._busy_lock:
             self._busy += 1
         try:
             outcome = call_with_policy(fn if via is None else via, args, kwargs,
@@ -409,7 +519,7 @@ class StepActivities:
             raise err from None
         finally:
             _INSIDE.reset(token)
-            if mine:
+            with self._busy_lock:
                 self._busy -= 1
         if inspect.isawaitable(outcome.result):
             # A coroutine made by a sync call (asyncio.gather(client.get(...))): journal it when
@@ -471,7 +581,7 @@ class StepActivities:
         except (TypeError, ValueError):
             wait = 0.0  # the sleep call itself raises the user's error below
         deadline = time.time() + wait
-        self.journal.started(call.branch, call.pos, verdict.callee, call.digest, effect=False,
+        self.journal.started(dataclasses.replace(call.entry(verdict), effect=False),
                              deadline=deadline)
         return deadline
 
@@ -509,6 +619,9 @@ class StepActivities:
 
 
 _TIMERS: dict[Any, str] = {time.sleep: "sync", asyncio.sleep: "async"}
+
+_PLAIN_RESULTS = frozenset({type(None), bool, int, float, complex, str, bytes})
+"""Results whose methods are never activities: no need to remember where they came from."""
 """Durable timers: a resumed step waits only what was left of them."""
 
 
@@ -517,7 +630,7 @@ def call(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     step = _STEP.get()
     if step is None or _INSIDE.get() or not step.active:
         if step is None and _RUNNING is not None:
-            _RUNNING.stray(fn)
+            return _RUNNING.stray(fn, args, kwargs)
         return fn(*args, **kwargs)
     verdict = classify(fn)
     if not verdict.activity:

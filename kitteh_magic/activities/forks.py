@@ -57,7 +57,8 @@ Route = Callable[["StepActivities", Any, tuple[Any, ...], dict[str, Any]], Any]
 class Branch:
     """One line of calls made one after another (see the module docstring).
 
-    Used by one thread or coroutine at a time, so its counters take no lock.
+    Used by one thread or coroutine at a time; its counters take a lock all the same, for the
+    main line, which a library's own thread may fork from (joblib's dispatcher).
 
     Attributes:
         owner: the step whose branch it is (a context may outlive its step).
@@ -66,7 +67,7 @@ class Branch:
         forks: how many branches were forked from it so far.
     """
 
-    __slots__ = ("forks", "owner", "path", "seen", "seq")
+    __slots__ = ("forks", "lock", "owner", "path", "seen", "seq")
 
     def __init__(self, owner: object, path: str) -> None:
         self.owner = owner
@@ -74,6 +75,8 @@ class Branch:
         self.seq = 0
         self.forks = 0
         self.seen: dict[str, int] = {}
+        self.lock = threading.Lock()
+        """For the main line, which a library's own thread may fork from too."""
 
     def _child(self, label: str) -> str:
         return f"{self.path}/{label}" if self.path else label
@@ -81,20 +84,30 @@ class Branch:
     def fork(self, kind: str) -> str:
         """Name the next branch forked from this one by its number among the forks that have
         no better name (``kind`` is ``task``, ``thread``, ``map``)."""
-        number = self.forks
-        self.forks += 1
+        with self.lock:
+            number = self.forks
+            self.forks += 1
         return self._child(f"{kind}{number}")
+
+    def occurrence(self, ident: str) -> int:
+        """How many calls of identity ``ident`` this branch made before this one."""
+        key = "call:" + ident
+        with self.lock:
+            seen = self.seen.get(key, 0)
+            self.seen[key] = seen + 1
+        return seen
 
     def named(self, kind: str, name: str, digest: str) -> str:
         """Name a branch by what runs on it: the function's name, its arguments' digest and
         the occurrence of that pair (``thread.get(3f2ab1c9d0)#0``). Independent of the order
         the parent forks in, which may follow completion order (``as_completed``); arguments
         that cannot be fingerprinted fall back to :meth:`fork`."""
-        if digest.startswith("types:"):
+        if digest.startswith(("types:", "iter:")):
             return self.fork(kind)
         label = f"{kind}.{_NAME.sub('_', name)[:40]}({digest[:10]})"
-        occurrence = self.seen.get(label, 0)
-        self.seen[label] = occurrence + 1
+        with self.lock:
+            occurrence = self.seen.get(label, 0)
+            self.seen[label] = occurrence + 1
         return self._child(f"{label}#{occurrence}")
 
 
@@ -146,7 +159,7 @@ class Handed:
 
     def _by_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         digest = self.step.digest(args, kwargs)
-        if digest.startswith("types:"):
+        if digest.startswith(("types:", "iter:")):
             self.step.unidentified(self.fn, self.path)
             return self.context.copy().run(self.step.call_plain, self.fn, args, kwargs)
         with self._lock:
@@ -284,8 +297,16 @@ def _executor_map(step: StepActivities, callee: Any, args: tuple[Any, ...],
     """``Executor.map(fn, *iterables, ...)``: each item on a branch named by its index."""
     if not args or not callable(args[0]) or _out_of_process(callee):
         return callee(*args, **kwargs)
-    handed = step.hand_off(args[0])
+    handed = step.hand_off(args[0], _listed(args[1:]))
     return callee(_Item(handed), itertools.count(), *args[1:], **kwargs)
+
+
+def _listed(iterables: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """A mapping's items as arguments to name its branch by, when they can be read without
+    consuming them (lists, tuples, ranges); else None (the fork's number names it)."""
+    if iterables and all(type(it) in (list, tuple, range) for it in iterables):
+        return iterables, {}
+    return None
 
 
 def _pool_map(star: bool) -> Route:
@@ -294,7 +315,7 @@ def _pool_map(star: bool) -> Route:
               kwargs: dict[str, Any]) -> Any:
         if len(args) < 2 or not callable(args[0]) or _out_of_process(callee):
             return callee(*args, **kwargs)
-        handed = step.hand_off(args[0])
+        handed = step.hand_off(args[0], _listed(args[1:2]))
         items: Iterable[Any] = args[1]
         if star:
             return callee(_Item(handed), [(i, *a) for i, a in enumerate(items)], *args[2:],
@@ -413,5 +434,8 @@ async def _on_branch(branch: Branch, coroutine: Any) -> Any:
     token = BRANCH.set(branch)
     try:
         return await coroutine
+    except BaseException as failure:
+        branch.owner.escaped(failure)  # type: ignore[attr-defined]
+        raise
     finally:
         BRANCH.reset(token)

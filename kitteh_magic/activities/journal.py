@@ -7,16 +7,18 @@ version (DESIGN §4.14), as a Temporal workflow history belongs to one run: its 
 execution id, and every entry carries that id inside its signature. A run of the same version
 resumes the execution; a run of another version (the cell was edited, an input changed) starts
 a new one and the old entries are dropped, so they can never answer its calls; an entry of
-another execution (left over, or written back) is refused. A call that differs from the
-recorded one at a position is a nondeterminism error, never a wrong answer. A finished step's
+another execution (left over, or written back) is refused. An entry answers only its own call
+(same branch, callee, arguments and occurrence); in a step's sequential part, a call that differs
+from the one recorded at its position is a nondeterminism error. A finished step's
 record makes the journal redundant and it is cleared; an incomplete record (an output that
 could not be saved) keeps it, so the re-execution that replay needs still takes its activities
 from the journal.
 
-Entries are keyed by their slot (``records.slot_of``): the branch of the step they were called on
-and their position there. Calls from many threads and coroutines write their entries at once:
-each is one statement on the writing thread's own connection, the in-memory map takes them under
-a lock, and the head is written once, before the first entry.
+Entries are keyed by their slot (``records.slot_of``): the branch of the step they were called on,
+and the identity and occurrence of the call there. Calls from many threads and coroutines write
+their entries at once: each is one upsert, entries written at the same moment share one commit,
+the in-memory map takes them under a lock, and the head is written once, before the first
+entry.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import faults
 from ..errors import DamagedRecordError, DamagedStoreWarning, UnpicklableError
-from ..steps.records import JournalEntry, journal_head_key, journal_prefix, parse_slot
+from ..steps.records import JournalEntry, journal_head_key, journal_prefix
 from . import failures
 
 if TYPE_CHECKING:
@@ -40,6 +42,17 @@ EMBED = 4096
 
 NOTHING: Any = object()
 """Marks an argument that was not given (a result may legitimately be None)."""
+
+
+class _Pending:
+    """An entry waiting for its commit (``Journal._write``)."""
+
+    __slots__ = ("doc", "done", "failure", "key")
+
+    def __init__(self, key: str, doc: dict[str, Any]) -> None:
+        self.key, self.doc = key, doc
+        self.done = False
+        self.failure: BaseException | None = None
 
 
 class Journal:
@@ -67,7 +80,11 @@ class Journal:
         """slot -> entry."""
         self.execution = ""
         self._pending_head: dict[str, Any] | None = None
+        self._positions: dict[tuple[str, int], JournalEntry] = {}
         self._lock = threading.Lock()
+        self._commit = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._committing = False
         self._prefix = journal_prefix(session, step)
         self._head = journal_head_key(session, step)
         self._open(version, execution)
@@ -108,52 +125,37 @@ class Journal:
             else:
                 entry = JournalEntry.from_doc(doc)
                 if entry.slot == key[len(self._prefix):]:
-                    self.entries[entry.slot] = entry
+                    self._remember(entry)
                     continue
                 problem = "is not at its own key (moved or swapped)"
-            # Everything from a refused entry on is dropped from its branch: positions there
-            # stay contiguous. Its slot comes from the key, which the damage may not have hit.
+            # Only that entry goes: calls are identified by what they are, not by where they
+            # stand, so the entries around it still answer their own calls.
             warnings.warn(f"step {self.step!r}: journal entry {key!r} {problem}; that call "
-                          "and the ones after it on its branch will run again.",
-                          DamagedStoreWarning, stacklevel=3)
-            try:
-                branch, position = parse_slot(key[len(self._prefix):])
-            except ValueError:
-                self.store.delete(key)
-                continue
-            self._truncate(branch, position)
+                          "will run again.", DamagedStoreWarning, stacklevel=3)
+            self.store.delete(key)
 
-    def _truncate(self, branch: str, position: int) -> None:
-        """Drop the entries of ``branch`` from ``position`` on, in memory and in the store."""
+    def _remember(self, entry: JournalEntry) -> None:
         with self._lock:
-            doomed = [s for s, e in self.entries.items()
-                      if e.branch == branch and e.pos >= position]
-            for slot in doomed:
-                del self.entries[slot]
-        keys = []
-        for key in self.store.keys(self._prefix):
-            try:
-                where, pos = parse_slot(key[len(self._prefix):])
-            except ValueError:
-                keys.append(key)  # not a slot at all: nothing that could answer a call
-                continue
-            if where == branch and pos >= position:
-                keys.append(key)
-        with self.store.transaction():
-            for key in keys:
-                self.store.delete(key)
+            self.entries[entry.slot] = entry
+            if entry.ident:
+                self._positions[entry.branch, entry.pos] = entry
 
     def get(self, slot: str) -> JournalEntry | None:
-        """The entry at a slot, if the journal reaches it."""
+        """The entry at a slot, if the journal has it."""
         return self.entries.get(slot)
 
-    def started(self, branch: str, position: int, callee: str, args: str, *,
-                effect: bool = True, deadline: float = 0.0) -> JournalEntry:
+    def at(self, branch: str, position: int) -> JournalEntry | None:
+        """The entry of the call made at ``position`` on ``branch`` (the determinism check)."""
+        return self._positions.get((branch, position))
+
+    def started(self, entry: JournalEntry, *, deadline: float = 0.0) -> JournalEntry:
         """Note that a call is about to run: an effect (at-most-once needs this before the
-        call) or a durable timer (its ``deadline``, so that a resume waits only what is left)."""
-        entry = JournalEntry(pos=position, callee=callee, args=args, state="started",
-                             effect=effect, finished=time.time(), branch=branch,
-                             deadline=deadline)
+        call) or a durable timer (its ``deadline``, so that a resume waits only what is left).
+
+        Args:
+            entry: the call's identity (state, outcome and times are set here).
+        """
+        entry.state, entry.finished, entry.deadline = "started", time.time(), deadline
         self._put(entry)
         return entry
 
@@ -192,12 +194,47 @@ class Journal:
                     self.store.put_json(self._head, self._pending_head, sign=True)
                     self._pending_head = None
         entry.execution = self.execution
-        slot = entry.slot
-        with self._lock:
-            self.entries[slot] = entry
-        # The key of entry_key(), from the prefix computed once (quoting costs per call).
-        self.store.write_json(self._prefix + slot, entry.to_doc(), sign=True)
+        self._remember(entry)
+        self._write(self._prefix + entry.slot, entry.to_doc())
         faults.point("journal-entry-written")
+
+    def _write(self, key: str, doc: dict[str, Any]) -> None:
+        """Write one entry: one upsert, committed before this returns.
+
+        Entries that threads write at the same moment share one commit (group commit, as
+        databases do for concurrent transactions): the thread that finds no commit under way
+        writes every entry waiting, its own included, in one transaction, and each thread
+        returns once its own entry is committed (or raises its failure). A thread alone pays one
+        plain upsert.
+        """
+        mine = _Pending(key, doc)
+        with self._commit:
+            self._queue.append(mine)
+            while not mine.done:
+                if self._committing:
+                    self._commit.wait()
+                    continue
+                batch, self._queue = self._queue, []
+                self._committing = True
+                self._commit.release()
+                failure: BaseException | None = None
+                try:
+                    if len(batch) == 1:
+                        self.store.write_json(key, doc, sign=True)
+                    else:
+                        with self.store.transaction():
+                            for pending in batch:
+                                self.store.write_json(pending.key, pending.doc, sign=True)
+                except BaseException as err:
+                    failure = err
+                finally:
+                    self._commit.acquire()
+                    self._committing = False
+                    for pending in batch:
+                        pending.done, pending.failure = True, failure
+                    self._commit.notify_all()
+        if mine.failure is not None:
+            raise mine.failure
 
     def load(self, ref: dict[str, Any]) -> Any:
         """A recorded value (result, exception or receiver state), verified before unpickling."""
@@ -223,21 +260,27 @@ class Journal:
         return failures.lost(entry.error_text, f"the journal holds a {type(value).__name__}")
 
     def drop(self, slot: str) -> None:
-        """Forget one entry and the later ones on its branch (a failure that ended the cell is
-        retried, not replayed)."""
-        self._truncate(*parse_slot(slot))
+        """Forget one entry (a failure that ended the cell is retried, not replayed)."""
+        with self._lock:
+            entry = self.entries.pop(slot, None)
+            if entry is not None:
+                self._positions.pop((entry.branch, entry.pos), None)
+        self.store.delete(self._prefix + slot)
 
     def clear(self) -> None:
         """Forget the whole journal and its execution (the step finished, or ``--force``)."""
         with self._lock:
             self.entries.clear()
+            self._positions.clear()
         self.store.delete_prefix(self._prefix)
         self.store.delete(self._head)
         self._pending_head = None
 
     def restart(self, version: str, execution: str) -> None:
         """Start a new execution of ``version`` (``--force``): no entry of the old one serves."""
-        self.entries.clear()
+        with self._lock:
+            self.entries.clear()
+            self._positions.clear()
         self._start(version, execution)
 
     def log(self) -> list[dict[str, Any]]:

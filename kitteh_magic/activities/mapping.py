@@ -109,7 +109,9 @@ def _plain(fn: Callable[..., Any], via: Any, work: list[Any], concurrency: int) 
             min(concurrency, len(work)), thread_name_prefix="km.map") as pool:
         futures = {pool.submit(contextvars.copy_context().run, call, item): i
                    for i, item in enumerate(work)}
-        _collect(futures, results, bar)
+        failed = _collect(futures, results, bar)
+    if failed:
+        raise failed[min(failed)]
     return results
 
 
@@ -119,36 +121,48 @@ def _durable(step: Any, fn: Callable[..., Any], via: Any, work: list[Any],
     if not verdict.activity:
         # A notebook function mapped is an activity per item: its result is what is journaled.
         verdict = dataclasses.replace(verdict, activity=True, route=None, reason="km.map item")
-    prefix = step.fork("map").path
+    # Named by the function and the items (a map started from an as_completed loop is found
+    # again whatever the order); items that cannot be fingerprinted number it instead.
+    prefix = step.branch().named("map", getattr(fn, "__name__", "fn"),
+                                 step.digest((work,), {}))
     results: list[Any] = [None] * len(work)
     pending: list[tuple[int, Any, Any]] = []
+    failed: dict[int, BaseException] = {}
+    slots: dict[int, str] = {}
     answered = 0
     for i, item in enumerate(work):
         branch = step.new_branch(f"{prefix}[{i}]")
         call, entry = step.begin(fn, verdict, (item,), {}, branch)
+        slots[i] = call.slot
         if entry is None or entry.state == "started":
             pending.append((i, item, call))
-        else:
+            continue
+        answered += 1
+        try:
             results[i] = step.replayed(fn, entry)
-            answered += 1
-    if not pending:
-        if answered:
-            _progress(len(work), fn, answered).close()
-        return results
-    with _progress(len(work), fn, answered) as bar, concurrent.futures.ThreadPoolExecutor(
-            min(concurrency, len(pending)), thread_name_prefix="km.map") as pool:
-        futures = {pool.submit(contextvars.copy_context().run, step.live, fn, verdict, call,
-                               (item,), {}, via): i
-                   for i, item, call in pending}
-        _collect(futures, results, bar)
+        except Exception as err:  # a journaled failure: raised after the other items ran
+            failed[i] = err
+    if pending:
+        with _progress(len(work), fn, answered) as bar, concurrent.futures.ThreadPoolExecutor(
+                min(concurrency, len(pending)), thread_name_prefix="km.map") as pool:
+            futures = {pool.submit(contextvars.copy_context().run, step.live, fn, verdict,
+                                   call, (item,), {}, via): i
+                       for i, item, call in pending}
+            failed.update(_collect(futures, results, bar))
+    elif answered:
+        _progress(len(work), fn, answered).close()
+    if failed:
+        first = failed[min(failed)]
+        # If it ends the cell, every failed item is made again next run, not only this one.
+        step.failed_with([slots[i] for i in failed], first)
+        raise first
     return results
 
 
 def _collect(futures: dict[concurrent.futures.Future[Any], int], results: list[Any],
-             bar: Any) -> None:
-    """Fill ``results`` as the futures finish; on a failure (or Ctrl-C), start no more items,
-    let the running ones finish (and be journaled), then raise the first failure by item
-    order."""
+             bar: Any) -> dict[int, BaseException]:
+    """Fill ``results`` as the futures finish; on a failure (or Ctrl-C), start no more items
+    and let the running ones finish (and be journaled). Returns the failures by item."""
     failed: dict[int, BaseException] = {}
     try:
         for future in concurrent.futures.as_completed(futures):
@@ -168,5 +182,4 @@ def _collect(futures: dict[concurrent.futures.Future[Any], int], results: list[A
         for other in futures:
             other.cancel()
         raise
-    if failed:
-        raise failed[min(failed)]
+    return failed

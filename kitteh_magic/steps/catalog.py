@@ -167,9 +167,11 @@ class Catalog:
         return self.store.delete_prefix(journal_prefix(session, step))
 
     def journal(self, session: str, step: str) -> list[JournalEntry]:
-        """The journal of a step's unfinished execution, in call order (unverified read)."""
+        """The journal of a step's unfinished execution, in the order its entries were written
+        (unverified read)."""
         items = self.store.json_items(journal_prefix(session, step))
-        return [JournalEntry.from_doc(doc) for _, doc in items if isinstance(doc, dict)]
+        entries = [JournalEntry.from_doc(doc) for _, doc in items if isinstance(doc, dict)]
+        return sorted(entries, key=lambda e: (e.finished, e.branch, e.pos))
 
     def invalidate_all(self, session: str) -> int:
         """Invalidate every step of a session; returns how many."""

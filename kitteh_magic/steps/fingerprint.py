@@ -36,7 +36,15 @@ import xxhash
 from ..errors import KittehError, UnfingerprintableWarning
 from . import codeprint
 from .digests import digest, module_token, ndarray, primitive, type_name
-from .picklers import PLAIN, CarefulPickler, HashingPickler, Hooks, attributes, from_pandas
+from .picklers import (
+    HANDLES,
+    PLAIN,
+    CarefulPickler,
+    HashingPickler,
+    Hooks,
+    attributes,
+    from_pandas,
+)
 
 __all__ = ["Fingerprint", "Leaf", "Unfingerprintable", "UnfingerprintableWarning",
            "code_fingerprint", "describe", "digest", "fingerprint", "module_token", "type_name"]
@@ -210,6 +218,8 @@ def _value(obj: object) -> str:
 
 def _structured(obj: object) -> str:
     """The digest of a value that is neither a scalar nor a plain array."""
+    if isinstance(obj, HANDLES):  # machinery, by its type (see picklers._handle_id)
+        return digest(b"h", type_name(obj))
     if isinstance(obj, ModuleType):
         return digest(b"m", module_token(obj))
     if isinstance(obj, FunctionType | type) and codeprint.by_code(obj):

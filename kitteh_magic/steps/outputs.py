@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Mapping
+import types
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DamagedRecordError, UnpicklableError
@@ -36,47 +37,70 @@ VALUE_MEMBER = "__value__"
 
 
 def is_closed_resource(value: object) -> bool:
-    """Whether ``value`` is a handle on a resource that was closed or work that is over: dead,
-    not data.
+    """Whether ``value`` is a handle on a resource that was closed or on work that is over:
+    dead, not data.
 
     ``with ThreadPoolExecutor() as ex:`` and ``with open(path) as f:`` leave the name bound to
-    a shut-down executor or a closed file after the block; ``futures = [ex.submit(...)]`` and
-    ``threads = [Thread(...)]`` leave finished futures and threads. None of them can be
-    pickled, and none holds anything a replay could give back, so they must not make a
-    finished step unsaveable. Recognised: a ``concurrent.futures.Executor`` or
-    ``multiprocessing`` pool that was shut down; a finished future, task or thread; any object
-    with a ``close()`` or ``aclose()`` method whose ``closed`` or ``is_closed`` attribute is
-    ``True`` (files, sockets' streams, HTTP responses, ``httpx``/``aiohttp`` clients); and a
-    non-empty list, tuple, set or dict whose items (values) are all such. An object that merely
-    has a ``closed`` field (a closed order) has no ``close()`` and stays an output.
+    a shut-down executor or a closed file after the block; ``futures = [ex.submit(...)]``,
+    ``{ex.submit(get, url): url ...}`` (the ``concurrent.futures`` documentation's idiom),
+    ``threads = [Thread(...)]``, ``cf.wait(...)`` and ``async with TaskGroup() as tg`` leave
+    finished futures, threads and task groups; ``loop = asyncio.get_running_loop()`` is the
+    kernel's own event loop. None of them can be pickled and none holds anything a replay could
+    give back, so they must not make a finished step unsaveable. Recognised: a shut-down
+    executor or ``multiprocessing`` pool; a finished future, task, thread, coroutine or task
+    group; an event loop; any object with a ``close()`` or ``aclose()`` method whose ``closed``
+    or ``is_closed`` attribute is ``True`` (files, sockets' streams, HTTP responses,
+    ``httpx``/``aiohttp`` clients); and a non-empty list, tuple (named tuples too), set or
+    dict whose items (for a dict: keys or values) are all such, one level of nesting deep. An
+    object that merely has a ``closed`` field (a closed order) has no ``close()`` and stays an
+    output.
     """
-    if isinstance(value, dict) and type(value) is dict:
-        return bool(value) and all(_dead(item) for item in value.values())
-    if type(value) in _CONTAINERS:
-        items: Any = value
-        return bool(items) and all(_dead(item) for item in items)
-    return _dead(value)
+    return bool(_dead_handles(value, depth=2))
 
 
-_CONTAINERS = frozenset({list, tuple, set, frozenset})
+def _dead_handles(value: object, depth: int) -> int:
+    """How many dead handles ``value`` is or holds when it holds nothing else (empty
+    containers inside count as nothing, ``cf.wait``'s ``not_done`` set), else 0."""
+    if isinstance(value, dict):
+        if depth == 0:
+            return 0
+        return (_all_dead(value.keys(), depth - 1)
+                or _all_dead(value.values(), depth - 1))
+    if isinstance(value, list | tuple | set | frozenset):
+        return _all_dead(value, depth - 1) if depth > 0 else 0
+    return 1 if _dead(value) else 0
+
+
+def _all_dead(items: Iterable[object], depth: int) -> int:
+    found = 0
+    for item in items:
+        if isinstance(item, list | tuple | set | frozenset | dict) and not item:
+            continue
+        count = _dead_handles(item, depth)
+        if not count:
+            return 0
+        found += count
+    return found
 
 
 def _dead(value: object) -> bool:
+    if isinstance(value, concurrent.futures.Executor):
+        # ThreadPoolExecutor sets _shutdown, ProcessPoolExecutor _shutdown_thread.
+        return bool(getattr(value, "_shutdown", False) or getattr(value, "_shutdown_thread",
+                                                                   False))
+    if isinstance(value, concurrent.futures.Future | asyncio.Future):
+        return value.done()
+    if isinstance(value, threading.Thread):
+        return value.ident is not None and not value.is_alive()
+    if isinstance(value, asyncio.AbstractEventLoop):
+        return True
+    if isinstance(value, asyncio.TaskGroup):
+        return bool(getattr(value, "_exiting", False)) and not getattr(value, "_tasks", None)
+    if isinstance(value, types.CoroutineType):
+        return value.cr_frame is None  # finished or closed
     kind = type(value)
-    module = kind.__module__
-    if module.startswith(("concurrent.futures", "multiprocessing", "asyncio", "threading",
-                          "_asyncio")):
-        if getattr(value, "_shutdown", False) is True or getattr(
-                value, "_shutdown_thread", False) is True:
-            return True  # Executor.shutdown() (thread / process pool)
-        state = getattr(value, "_state", None)
-        if state in ("CLOSE", "TERMINATE"):
-            return True  # multiprocessing.pool.Pool after close()/terminate() or its with block
-        if isinstance(value, threading.Thread):
-            return value.ident is not None and not value.is_alive()
-        done = getattr(value, "done", None)
-        if callable(done) and isinstance(value, concurrent.futures.Future | asyncio.Future):
-            return bool(done())
+    if kind.__module__ == "multiprocessing.pool":
+        return getattr(value, "_state", None) in ("CLOSE", "TERMINATE")
     if not (callable(getattr(kind, "close", None)) or callable(getattr(kind, "aclose", None))):
         return False
     try:

@@ -24,10 +24,13 @@ elements come from the caller (:class:`Hooks`), so this module imports neither
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import copyreg
 import functools
 import pickle
 import sys
+import threading
 import weakref
 from collections.abc import Callable
 from types import FunctionType, ModuleType
@@ -42,6 +45,8 @@ PLAIN: Final[frozenset[type]] = frozenset(
 )
 
 _LRU_WRAPPER: Final[type] = functools._lru_cache_wrapper
+HANDLES: Final = (threading.Thread, concurrent.futures.Executor, asyncio.AbstractEventLoop)
+"""Machinery fingerprinted by its type (``_handle_id``)."""
 _WEAK: Final = (weakref.ref, weakref.WeakKeyDictionary, weakref.WeakValueDictionary,
                 weakref.WeakSet)
 
@@ -168,6 +173,8 @@ def _handler(kind: type) -> _Handler | None:
     handler: _Handler | None = None
     if kind is _LRU_WRAPPER:
         handler = _wrapper_id
+    elif issubclass(kind, HANDLES):
+        handler = _handle_id
     elif issubclass(kind, _WEAK):
         handler = _weak_id
     elif issubclass(kind, set | frozenset):
@@ -186,6 +193,13 @@ def _handler(kind: type) -> _Handler | None:
 
 def _wrapper_id(pickler: HashingPickler, obj: Any) -> tuple[Any, ...]:
     return ("kitteh:wrapper", obj.__wrapped__, attributes(obj))
+
+
+def _handle_id(pickler: HashingPickler, obj: Any) -> tuple[Any, ...]:
+    # A thread, an executor or an event loop is machinery, not content: its type says all a
+    # fingerprint can. Walking it instead reaches whatever its threads hold (the shell's
+    # excepthook, the output streams), once per thread: seconds for a pool of 8.
+    return ("kitteh:handle", type_name(obj))
 
 
 def _weak_id(pickler: HashingPickler, obj: Any) -> tuple[Any, ...]:

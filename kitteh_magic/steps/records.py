@@ -240,14 +240,15 @@ class StepRecord(_Doc):
 
 @dataclass
 class JournalEntry(_Doc):
-    """One journaled activity: its identity (branch, position, callee, argument digest) and
-    outcome.
+    """One journaled activity: its identity and its outcome.
 
+    A call's identity is its branch (``forks.py``: the step's main line, or a line forked by a
+    thread pool, a coroutine or ``km.map``, named by what runs on it), its callee and argument
+    digest (``ident`` hashes the two), and the occurrence of that pair on the branch (DESIGN
+    §4.12): so concurrent calls keep their identity whatever order they complete in, and a
+    recorded result is only ever handed to the same call. ``pos`` is where on its branch the
+    call was made, for the log and for the determinism check of a step's sequential part.
     Arguments are never stored, only their digest; the result and any exception are values.
-    A call is identified by the branch it was made on (``forks.py``: the step's main line, or a
-    line forked by a thread pool, a coroutine or ``km.map``, named by where it was forked) and
-    its position on that branch, so concurrent calls keep their identity whatever order they
-    complete in.
     """
 
     pos: int
@@ -271,14 +272,17 @@ class JournalEntry(_Doc):
     """The execution it belongs to (its journal's head); any other is refused."""
     branch: str = ""
     """The branch the call was made on; "" is the step's main line."""
+    ident: str = ""
+    """Digest of callee and argument digest ("" in journals written before identities)."""
+    occ: int = -1
+    """Which occurrence of ``ident`` on its branch the call was (0 for the first)."""
     deadline: float = 0.0
     """For a durable timer (``time.sleep``) that started: when it ends (epoch seconds)."""
 
     @property
     def slot(self) -> str:
-        """Where the entry lives in its journal: ``<pos>`` or ``<branch>:<pos>`` (zero-padded,
-        so that key order is call order on each branch)."""
-        return slot_of(self.branch, self.pos)
+        """Where the entry lives in its journal (its key after the journal's prefix)."""
+        return slot_of(self.branch, self.ident, self.occ)
 
     @property
     def label(self) -> str:
@@ -287,33 +291,14 @@ class JournalEntry(_Doc):
         return f"{self.branch}:{self.pos + 1}" if self.branch else str(self.pos + 1)
 
 
-def slot_of(branch: str, pos: int) -> str:
-    """The journal slot of position ``pos`` (from 0) on ``branch``.
+def slot_of(branch: str, ident: str, occurrence: int) -> str:
+    """The journal slot of a call: its branch, identity and occurrence.
 
-    >>> slot_of("", 3), slot_of("task2", 0)
-    ('00000003', 'task2:00000000')
+    >>> slot_of("", "3f2ab1c9d0e1f2a3", 0), slot_of("task2", "3f2ab1c9d0e1f2a3", 1)
+    ('3f2ab1c9d0e1f2a3#0', 'task2:3f2ab1c9d0e1f2a3#1')
     """
-    return f"{branch}:{pos:08d}" if branch else f"{pos:08d}"
-
-
-def parse_slot(slot: str) -> tuple[str, int]:
-    """``(branch, pos)`` of a slot; raises ValueError for a malformed one.
-
-    >>> parse_slot("task2/thread0[5]:00000001")
-    ('task2/thread0[5]', 1)
-    """
-    branch, _, pos = slot.rpartition(":")
-    return branch, int(pos)
-
-
-def parse_label(label: str) -> tuple[str, int]:
-    """``(branch, pos)`` of a label as :attr:`JournalEntry.label` writes it.
-
-    >>> parse_label("3"), parse_label("map0[17]:1")
-    (('', 2), ('map0[17]', 0))
-    """
-    branch, _, number = label.rpartition(":")
-    return branch, int(number) - 1
+    tail = f"{ident}#{occurrence}"
+    return f"{branch}:{tail}" if branch else tail
 
 
 @dataclass
