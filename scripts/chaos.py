@@ -388,6 +388,17 @@ def rows(store: Path, pattern: str) -> list[tuple[int, str, Any, int]]:
                            " ORDER BY key", (pattern,)).fetchall()
 
 
+def journal_entry(store: Path, step: str, position: int) -> str:
+    """The key of the journal entry of ``step`` (a GLOB) made at ``position`` on the step's
+    main line (entries are keyed by their call's identity, not by position); a key matching no
+    row when there is none."""
+    for _, key, value, _ in rows(store, f"km*/jrn/*/{step}/*"):
+        doc = json.loads(doc_text(value)[1])
+        if doc.get("branch", "") == "" and doc.get("pos") == position:
+            return key
+    return f"km*/jrn/*/{step}/no-entry-at-{position}"
+
+
 def full_rows(store: Path, pattern: str) -> list[dict[str, Any]]:
     """Every column of the matching rows (to put them back later)."""
     with database(store) as con:
@@ -946,37 +957,44 @@ def _flip_text(text: str) -> str:
     return f"{signature}\n{body}" if signature else body
 
 
-def _row_damages(target: str, pattern: str, signed: bool) -> dict[str, Callable[..., None]]:
-    """Ways to damage a JSON document row."""
+def _row_damages(target: str, where: str | Callable[[Path], str],
+                 signed: bool) -> dict[str, Callable[..., None]]:
+    """Ways to damage a JSON document row: ``where`` is a GLOB pattern of its key, or finds its
+    key in a store."""
+    def at(store: Path) -> str:
+        return where(store) if callable(where) else where
+
     def empty(c: Campaign, store: Path, marker: Path) -> None:
-        _edit_rows(store, pattern, lambda v: "{}")
+        _edit_rows(store, at(store), lambda v: "{}")
 
     def truncate(c: Campaign, store: Path, marker: Path) -> None:
-        _edit_rows(store, pattern, lambda v: v[:len(v) // 2])
+        _edit_rows(store, at(store), lambda v: v[:len(v) // 2])
 
     def flip(c: Campaign, store: Path, marker: Path) -> None:
-        _edit_rows(store, pattern, _flip_text)
+        _edit_rows(store, at(store), _flip_text)
 
     def garbage(c: Campaign, store: Path, marker: Path) -> None:
-        _edit_rows(store, pattern, lambda v: "{oops " + os.urandom(16).hex())
+        _edit_rows(store, at(store), lambda v: "{oops " + os.urandom(16).hex())
 
     def delete(c: Campaign, store: Path, marker: Path) -> None:
+        pattern = at(store)
         if not rows(store, pattern):
             raise LookupError(f"no {pattern} row to delete")
         with database(store) as con:
             con.execute("DELETE FROM Cache WHERE key GLOB ?", (pattern,))
 
     def wrong_types(c: Campaign, store: Path, marker: Path) -> None:
-        _rewrite_doc(c, store, pattern, lambda d: {k: _wrong_types(v) for k, v in d.items()})
+        _rewrite_doc(c, store, at(store), lambda d: {k: _wrong_types(v) for k, v in d.items()})
 
     def missing(c: Campaign, store: Path, marker: Path) -> None:
         drop = {"session", "step", "name", "key", "pos", "callee", "state", "outputs"}
-        _rewrite_doc(c, store, pattern, lambda d: {k: v for k, v in d.items() if k not in drop})
+        _rewrite_doc(c, store, at(store), lambda d: {k: v for k, v in d.items() if k not in drop})
 
     def blob(c: Campaign, store: Path, marker: Path) -> None:
-        _edit_rows(store, pattern, lambda v: v.encode() if isinstance(v, str) else v)
+        _edit_rows(store, at(store), lambda v: v.encode() if isinstance(v, str) else v)
 
     def foreign(c: Campaign, store: Path, marker: Path) -> None:
+        pattern = at(store)
         _edit_rows(store, pattern, lambda v: pickle.dumps(Touch(marker)))
         with database(store) as con:  # mode 4: diskcache's own pickled value
             con.execute("UPDATE Cache SET mode = 4 WHERE key GLOB ?", (pattern,))
@@ -1145,7 +1163,7 @@ FINISHED_DAMAGES: dict[str, Callable[..., None]] = {
 }
 """Damages applied to the store of a clean finished run."""
 INTERRUPTED_DAMAGES: dict[str, Callable[..., None]] = {
-    **_row_damages("journal entry #2", "km*/jrn/*/00000001", signed=True),
+    **_row_damages("journal entry #2", lambda store: journal_entry(store, "*", 1), signed=True),
     **_row_damages("journal head", "km*/jrn/*#head", signed=True),
     **_row_damages("running step pointer", "km*/ptr/*", signed=False),
     **{k: v for k, v in _blob_damages("journaled result blob", largest=False).items()
@@ -1388,8 +1406,8 @@ def tamper_swap_journal(c: Campaign, t: _Tamper) -> None:
     x, y = _seq_cell("jx", "jx-a", "jx-b"), _seq_cell("jy", "jy-a", "jy-b")
     t.interrupt(x, "jx-b")
     t.interrupt(y, "jy-b")
-    ours = rows(t.sc.store, "km*/jrn/*/jx/00000000")
-    theirs = rows(t.sc.store, "km*/jrn/*/jy/00000000")
+    ours = rows(t.sc.store, journal_entry(t.sc.store, "jx", 0))
+    theirs = rows(t.sc.store, journal_entry(t.sc.store, "jy", 0))
     if not ours or not theirs:
         t.out.fail("errors", "the killed steps left no journal entry #1")
         return
