@@ -207,8 +207,8 @@ def _record_digests(key: str, record: StepRecord) -> set[str]:
 def _stored_digests(key: str, refs: list[object]) -> set[str]:
     digests: set[str] = set()
     for ref in refs:
-        if ref is None:
-            continue
+        if ref is None or (isinstance(ref, Mapping) and ref.get("kind") == "json"):
+            continue  # a JSON value inside the document: no stored value to look for
         if not isinstance(ref, Mapping) or not _is_digest(ref.get("digest")):
             raise DamagedRecordError(key, "format", f"a value reference is {str(ref)[:60]}")
         inner = ref.get("refs", [])

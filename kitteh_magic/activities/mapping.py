@@ -19,11 +19,12 @@ and its result is journaled here, in the kernel, as it arrives.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextvars
 import dataclasses
+import functools
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .classify import classify
@@ -105,11 +106,9 @@ def _plain(fn: Callable[..., Any], via: Any, work: list[Any], concurrency: int) 
         return []
     call = fn if via is None else via
     results: list[Any] = [None] * len(work)
-    with _progress(len(work), fn) as bar, concurrent.futures.ThreadPoolExecutor(
-            min(concurrency, len(work)), thread_name_prefix="km.map") as pool:
-        futures = {pool.submit(contextvars.copy_context().run, call, item): i
-                   for i, item in enumerate(work)}
-        failed = _collect(futures, results, bar)
+    with _progress(len(work), fn) as bar:
+        failed = _run([(i, functools.partial(call, item)) for i, item in enumerate(work)],
+                      results, concurrency, bar)
     if failed:
         raise failed[min(failed)]
     return results
@@ -143,12 +142,10 @@ def _durable(step: Any, fn: Callable[..., Any], via: Any, work: list[Any],
         except Exception as err:  # a journaled failure: raised after the other items ran
             failed[i] = err
     if pending:
-        with _progress(len(work), fn, answered) as bar, concurrent.futures.ThreadPoolExecutor(
-                min(concurrency, len(pending)), thread_name_prefix="km.map") as pool:
-            futures = {pool.submit(contextvars.copy_context().run, step.live, fn, verdict,
-                                   call, (item,), {}, via): i
-                       for i, item, call in pending}
-            failed.update(_collect(futures, results, bar))
+        with _progress(len(work), fn, answered) as bar:
+            jobs = [(i, functools.partial(step.live, fn, verdict, call, (item,), {}, via))
+                    for i, item, call in pending]
+            failed.update(_run(jobs, results, concurrency, bar))
     elif answered:
         _progress(len(work), fn, answered).close()
     if failed:
@@ -159,27 +156,56 @@ def _durable(step: Any, fn: Callable[..., Any], via: Any, work: list[Any],
     return results
 
 
-def _collect(futures: dict[concurrent.futures.Future[Any], int], results: list[Any],
-             bar: Any) -> dict[int, BaseException]:
-    """Fill ``results`` as the futures finish; on a failure (or Ctrl-C), start no more items
-    and let the running ones finish (and be journaled). Returns the failures by item."""
+def _run(jobs: Sequence[tuple[int, Callable[[], Any]]], results: list[Any], concurrency: int,
+         bar: Any) -> dict[int, BaseException]:
+    """Run ``jobs`` (item index, call) ``concurrency`` at a time on threads of this kernel,
+    putting each result at its index. Threads take the next job when they finish one (no
+    future per item: the hand-over costs more than a journaled call). After a failure, or
+    Ctrl-C in the cell, no more jobs start and the running ones finish (and are journaled).
+
+    Returns:
+        The failures, by item index.
+    """
     failed: dict[int, BaseException] = {}
+    lock = threading.Lock()
+    todo = iter(jobs)
+    stop = threading.Event()
+    done = [0]
+
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                job = next(todo, None)
+            if job is None:
+                return
+            index, call = job
+            try:
+                results[index] = call()
+            except BaseException as err:  # the map raises it, after the running items end
+                with lock:
+                    failed[index] = err
+                stop.set()
+                continue
+            with lock:
+                done[0] += 1
+
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                                name=f"km.map-{n}", daemon=True)
+               for n in range(min(concurrency, len(jobs)))]
+    for thread in threads:
+        thread.start()
+    shown = 0
     try:
-        for future in concurrent.futures.as_completed(futures):
-            if future.cancelled():
-                continue
-            index = futures[future]
-            error = future.exception()
-            if error is None:
-                results[index] = future.result()
-                bar.update(1)
-                continue
-            if not failed:
-                for other in futures:
-                    other.cancel()
-            failed[index] = error
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+                count = done[0]
+                bar.update(count - shown)
+                shown = count
     except BaseException:
-        for other in futures:
-            other.cancel()
+        stop.set()
+        for thread in threads:
+            thread.join()
         raise
+    bar.update(done[0] - shown)
     return failed
