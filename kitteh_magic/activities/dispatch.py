@@ -178,6 +178,7 @@ class StepActivities:
         """Undo :meth:`activate`."""
         global _RUNNING
         self.active = False
+        self._made.clear()  # the results it held on to, for provenance only
         if _RUNNING is self:
             _RUNNING = None
         _STEP.reset(token)  # type: ignore[arg-type]
@@ -226,10 +227,6 @@ class StepActivities:
         branch = Branch(self, path)
         self._branches.append(branch)
         return branch
-
-    def fork(self, kind: str) -> Branch:
-        """A new branch forked from this context's branch (``forks.Branch.fork``)."""
-        return self.new_branch(self.branch().fork(kind))
 
     def fork_named(self, kind: str, name: str, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> Branch:
