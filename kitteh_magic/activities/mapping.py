@@ -55,8 +55,12 @@ def map(fn: Callable[[T], R], items: Iterable[T], /, *, concurrency: int = 8,
         ValueError: ``concurrency`` is not a positive int.
         Exception: the first failing item's exception (by item order), after its retries, once
             the items in flight have finished and been journaled; items not yet started are
-            not started. The failed item runs again when the cell does; the others come from
-            the journal.
+            not started. The failed items run again when the cell does; the others come
+            from the journal.
+
+    The idea is a durable fan-out: Temporal workflows start activities in parallel and record
+    each result in the workflow's history as it completes; ``Executor.map`` and Dask's
+    ``client.map`` give the shape of the call.
     """
     if not callable(fn):
         raise TypeError(f"km.map expects a function to call on each item, got "
