@@ -49,6 +49,8 @@ def _small_json(value: Any, budget: list[int]) -> bool:
     subclasses)."""
     kind = type(value)
     if kind is str:
+        if not _utf8(value):
+            return False
         budget[0] -= len(value) + 2
     elif kind in _JSON_SCALARS:
         budget[0] -= 8
@@ -59,7 +61,8 @@ def _small_json(value: Any, budget: list[int]) -> bool:
     elif kind is dict:
         budget[0] -= 2
         for key, item in value.items():
-            if type(key) is not str or budget[0] < 0 or not _small_json(item, budget):
+            if (type(key) is not str or not _utf8(key) or budget[0] < 0
+                    or not _small_json(item, budget)):
                 return False
             budget[0] -= len(key) + 3
     else:
@@ -68,6 +71,17 @@ def _small_json(value: Any, budget: list[int]) -> bool:
 
 
 _JSON_SCALARS = frozenset({type(None), bool, int, float})
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be stored as UTF-8 (a lone surrogate cannot: pickled instead)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Journal:
