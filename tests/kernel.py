@@ -26,6 +26,9 @@ class Result:
     """execute_result data, if the cell had a value."""
     error: dict[str, Any] | None = None
     """ename, evalue, traceback when the cell failed."""
+    seen: list[str] = field(default_factory=list)
+    """Every text the user saw besides the value, progress bars included: streams, displays
+    and their updates, and widget state."""
 
     @property
     def text(self) -> str:
@@ -87,12 +90,17 @@ class Kernel:
                 continue
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
+                result.seen.append(content["text"])
                 if content["name"] == "stdout":
                     result.stdout += content["text"]
                 else:
                     result.stderr += content["text"]
-            elif kind == "display_data":
-                result.displays.append(content)
+            elif kind in ("display_data", "update_display_data"):
+                result.seen.extend(str(v) for v in content["data"].values())
+                if kind == "display_data":
+                    result.displays.append(content)
+            elif kind in ("comm_open", "comm_msg"):
+                result.seen.append(str(content.get("data")))
             elif kind == "execute_result":
                 result.result = content["data"]
             elif kind == "error":

@@ -140,40 +140,9 @@ def assert_plain_gives(kernel: Kernel, cell: str, result: Result) -> None:
 
 def run_seen(kernel: Kernel, code: str, timeout: float = 60) -> tuple[Result, str]:
     """Run ``code``; also return the text the user saw besides the value, progress bars
-    included: streams, displays and their updates, and widget state (``Kernel.collect`` ignores
-    the last two)."""
-    msg_id = kernel.send(code)
-    result, seen = Result(), []
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no idle status within {timeout} s")
-        try:
-            msg = kernel.client.get_iopub_msg(timeout=remaining)
-        except Empty:
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream":
-            seen.append(content["text"])
-            if content["name"] == "stdout":
-                result.stdout += content["text"]
-            else:
-                result.stderr += content["text"]
-        elif kind in ("display_data", "update_display_data"):
-            seen.extend(str(v) for v in content["data"].values())
-            if kind == "display_data":
-                result.displays.append(content)
-        elif kind == "execute_result":
-            result.result = content["data"]   # the value, not a progress bar
-        elif kind in ("comm_open", "comm_msg"):
-            seen.append(str(content.get("data")))
-        elif kind == "error":
-            result.error = content
-        elif kind == "status" and content["execution_state"] == "idle":
-            return result, "\n".join(seen)
+    included (``Result.seen``)."""
+    result = kernel.run(code, timeout=timeout)
+    return result, "\n".join(result.seen)
 
 
 # -- thread pools ---------------------------------------------------------------------------------
