@@ -79,3 +79,117 @@ def notebook_path(user_ns: Mapping[str, object],
     if isinstance(value, str) and value.endswith(".ipynb"):
         return value
     return None
+
+
+# -- a notebook's session, kept in its metadata (DESIGN §8: it survives a rename or a move) -----
+
+METADATA_KEY = "kitteh_magic"
+"""The notebook-level metadata key: ``{"session": NAME, "store": RELATIVE_DIR}`` (both optional).
+
+``session`` is given once, when the notebook first has durable steps, and is the name the path
+gave then, so stores written before it existed keep their sessions. ``store`` is written only when
+a notebook moves away from its store's folder: the store's path relative to the notebook's folder.
+"""
+
+
+def metadata_session(metadata: Mapping[str, object] | None) -> str | None:
+    """The session a notebook's metadata names, or None (absent, or not a non-empty string).
+
+    >>> metadata_session({"kitteh_magic": {"session": "analysis.ipynb"}})
+    'analysis.ipynb'
+    >>> metadata_session({"kitteh_magic": {"session": ""}}), metadata_session(None)
+    (None, None)
+    """
+    own = (metadata or {}).get(METADATA_KEY)
+    value = own.get("session") if isinstance(own, Mapping) else None
+    return value if isinstance(value, str) and value.strip() and len(value) <= 1024 else None
+
+
+def metadata_store(notebook: str | os.PathLike[str] | None,
+                   metadata: Mapping[str, object] | None) -> Path | None:
+    """The store folder a notebook's metadata points to, when that folder exists; else None."""
+    own = (metadata or {}).get(METADATA_KEY)
+    value = own.get("store") if isinstance(own, Mapping) else None
+    if not notebook or not isinstance(value, str) or not value.strip():
+        return None
+    found = (Path(notebook).expanduser().absolute().parent / value)
+    return Path(os.path.normpath(found)) if found.is_dir() else None
+
+
+def resolve(notebook: str | os.PathLike[str] | None,
+            metadata: Mapping[str, object] | None = None,
+            env: Mapping[str, str] | None = None) -> tuple[Path, str]:
+    """The store directory and session of a notebook, given its metadata when known.
+
+    The store: ``$KITTEH_MAGIC_DIR``, else the folder the metadata's ``store`` names (when it
+    exists), else ``.kitteh/`` beside the notebook. The session: the metadata's ``session``,
+    else the name its path gives (:func:`session_name`).
+
+    >>> resolve("/data/nb/renamed.ipynb", {"kitteh_magic": {"session": "analysis.ipynb"}}, env={})
+    (PosixPath('/data/nb/.kitteh'), 'analysis.ipynb')
+    >>> resolve("/data/nb/renamed.ipynb", {}, env={})
+    (PosixPath('/data/nb/.kitteh'), 'renamed.ipynb')
+    """
+    env = os.environ if env is None else env
+    store = (None if env.get(STORE_ENV) else metadata_store(notebook, metadata)) \
+        or store_dir(notebook, env)
+    return store, metadata_session(metadata) or session_name(notebook, store)
+
+
+def read_metadata(notebook: str | os.PathLike[str]) -> dict[str, object]:
+    """A notebook file's top-level metadata, or {} when it cannot be read as a notebook."""
+    import json
+
+    try:
+        with open(notebook, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    metadata = doc.get("metadata") if isinstance(doc, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+# -- the binding of a running kernel to its notebook, written by the server extension ---------
+
+BINDING_PREFIX = "kitteh-magic-"
+
+
+def binding_file(runtime_dir: str | os.PathLike[str], kernel_id: str) -> Path:
+    """Where the server extension tells a kernel which notebook it runs now.
+
+    Jupyter starts a kernel with ``$JPY_SESSION_NAME`` set to the notebook's path *at start*, and
+    keeps that value across renames and restarts. The frontend knows better: it sends the
+    notebook's current path and metadata to the server extension, which writes them here, in
+    the runtime folder beside the kernel's connection file, named by the kernel id (which a
+    restart keeps).
+
+    >>> binding_file("/run/jupyter", "1f2e")
+    PosixPath('/run/jupyter/kitteh-magic-1f2e.json')
+    """
+    return Path(runtime_dir) / f"{BINDING_PREFIX}{kernel_id}.json"
+
+
+def write_binding(path: Path, notebook: str, metadata: Mapping[str, object]) -> None:
+    """Write a binding atomically: ``{"notebook": OS path, "metadata": {"kitteh_magic": ...}}``."""
+    import json
+
+    own = metadata.get(METADATA_KEY)
+    doc = {"notebook": notebook,
+           "metadata": {METADATA_KEY: dict(own)} if isinstance(own, Mapping) else {}}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_binding(path: Path) -> tuple[str, dict[str, object]] | None:
+    """A binding's notebook path and metadata, or None when absent or unreadable."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("notebook"), str):
+        return None
+    metadata = doc.get("metadata")
+    return doc["notebook"], metadata if isinstance(metadata, dict) else {}
