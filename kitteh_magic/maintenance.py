@@ -22,6 +22,7 @@ may mean a wrong ``$KITTEH_MAGIC_KEY_FILE``, not a damaged store, so gc never dr
 
 from __future__ import annotations
 
+import argparse
 import functools
 import re
 import time
@@ -63,15 +64,33 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _DIGEST = re.compile(r"[0-9a-f]{32}")
 
 
+def count(n: int, one: str, many: str | None = None) -> str:
+    """A number and its noun, in the number's grammar: the one plural helper of the product's
+    command line and reports.
+
+    >>> count(1, "step"), count(2, "step"), count(0, "activity", "activities")
+    ('1 step', '2 steps', '0 activities')
+    """
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+class SizeError(ValueError, argparse.ArgumentTypeError):
+    """Not a size. An ``ArgumentTypeError`` too, so that argparse (the command line, ``%durable
+    gc --max-size``) shows this message rather than its own "invalid parse_size value"."""
+
+
 def parse_size(text: str) -> int:
     """Bytes from a size people write.
 
     >>> parse_size("2GB"), parse_size("512 MiB"), parse_size("1000")
     (2147483648, 536870912, 1000)
+
+    Raises:
+        SizeError: (a ``ValueError``) ``text`` is not a number with an optional unit.
     """
     match = _SIZE.match(text)
     if not match:
-        raise ValueError(f"not a size: {text!r} (try 500MB or 2GB)")
+        raise SizeError(f"not a size: {text!r} (try 500MB or 2GB)")
     number, unit = float(match.group(1)), match.group(2).upper()
     return int(number * 1024 ** "_KMGT".index(unit or "_"))
 
@@ -302,12 +321,12 @@ class VerifyReport:
     """What ``--repair`` did."""
 
     def __str__(self) -> str:
-        count = len(self.damaged)
-        if not count:
+        found = len(self.damaged)
+        if not found:
             return "\n".join([*self.notes, "no damage found"])
-        later = count - self.by_gc - self.by_repair
+        later = found - self.by_gc - self.by_repair
         if self.repaired is not None:
-            parts = [f"{count - later} repaired"]
+            parts = [f"{found - later} repaired"]
         else:
             parts = [f"gc repairs {self.by_gc}"] if self.by_gc else []
             if self.by_repair:
@@ -316,7 +335,7 @@ class VerifyReport:
             parts.append(_heal(later))
         repaired = [str(self.repaired)] if self.repaired is not None else []
         return "\n".join([*self.damaged, *self.notes, *repaired,
-                          f"{count} damaged item{'s' * (count > 1)}: {'; '.join(parts)}"])
+                          f"{count(found, 'damaged item')}: {'; '.join(parts)}"])
 
 
 def _heal(count: int) -> str:
@@ -383,13 +402,21 @@ class GcReport:
     """Bytes of temporary files of dead writers removed (part of ``freed``)."""
     repaired: list[str] = field(default_factory=list)
     """One line per damaged item met, and what was done about it."""
+    evicted: list[str] = field(default_factory=list)
+    """One line per step whose latest record ``max_size`` trimmed (it runs again)."""
 
     def __str__(self) -> str:
         temporary = (f" ({human_size(self.temporary)} of temporary files left by dead writers)"
                      if self.temporary else "")
-        return "\n".join([*self.repaired,
-                          f"removed {self.records} records, freed {human_size(self.freed)}"
-                          f"{temporary}; the store holds {human_size(self.size)}"])
+        return "\n".join([*self.repaired, *self.evicted,
+                          f"removed {count(self.records, 'record')}, freed "
+                          f"{human_size(self.freed)}{temporary}; the store holds "
+                          f"{human_size(self.size)}"])
+
+
+EVICTED = "evicted: its record was trimmed by gc --max-size"
+"""The ``error`` of a step whose latest record gc trimmed: its state is ``invalidated`` (it
+runs again on its next run) and this says why, where status shows a step's error."""
 
 
 def gc(store: Store, max_size: int | None = None) -> GcReport:
@@ -397,7 +424,8 @@ def gc(store: Store, max_size: int | None = None) -> GcReport:
     then the oldest records until the values take at most ``max_size`` bytes.
 
     Trimming drops whole versions of steps, oldest finished first; a step whose latest record is
-    dropped becomes ``invalidated`` and runs again next time.
+    dropped becomes ``invalidated`` with the error :data:`EVICTED`, stores nothing (its ``size``
+    is 0, so status totals stay true) and runs again next time; the report names it.
     """
     temporary = sweep(store.directory / "tmp")
     found = survey(store)
@@ -421,19 +449,23 @@ def gc(store: Store, max_size: int | None = None) -> GcReport:
         store.delete(record_key(key))
     removed = len(orphans)
     freed = temporary + store.collect(_digests(found, live), keep_after=since)
+    evicted = []
     if max_size is not None and store.values_size() > max_size:
         versions = sorted(((p.finished, p.session, p.step, key)
                            for p in found.pointers for key in p.keys), key=lambda v: v[0])
         for _, session, step, key in versions:
             if store.values_size() <= max_size:
                 break
-            _drop_version(catalog, session, step, key)
+            if _drop_version(catalog, session, step, key, error=EVICTED):
+                evicted.append(f"evicted step {step!r} of session {session!r}: its record was "
+                               f"trimmed to fit --max-size {human_size(max_size)}; it runs "
+                               "again on its next run")
             live.discard(key)
             store.delete(record_key(key))
             removed += 1
             freed += store.collect(_digests(found, live), keep_after=since)
     return GcReport(records=removed, freed=freed, size=store.values_size(),
-                    temporary=temporary, repaired=repaired)
+                    temporary=temporary, repaired=repaired, evicted=evicted)
 
 
 def in_flight_since(pointers: list[StepPointer]) -> float | None:
@@ -458,16 +490,25 @@ def _digests(found: Survey, live: set[str]) -> set[str]:
     return set().union(found.journals, *(found.records.get(key, set()) for key in live))
 
 
-def _drop_version(catalog: Catalog, session: str, step: str, key: str) -> None:
+def _drop_version(catalog: Catalog, session: str, step: str, key: str,
+                  error: str | None = None) -> bool:
+    """Forget one version of a step; True when it was the latest, which invalidates the step
+    (``error`` says why) and leaves it storing nothing."""
+    latest = False
+
     def drop(ptr: StepPointer | None) -> StepPointer | None:
+        nonlocal latest
         if ptr is None:
             return None
         ptr.keys = [k for k in ptr.keys if k != key]
         if ptr.key == key:
-            ptr.state, ptr.key = "invalidated", None
+            latest = True
+            ptr.state, ptr.key, ptr.size = "invalidated", None, 0
+            ptr.error = error or ptr.error
         return ptr
 
     catalog.update_pointer(session, step, drop)
+    return latest
 
 
 # -- clear -------------------------------------------------------------------------------------
@@ -483,7 +524,8 @@ class ClearReport:
     """Damaged items met (dropped with their session, or repaired by the gc that follows)."""
 
     def __str__(self) -> str:
-        return "\n".join([*self.lines, f"cleared {self.sessions} sessions ({self.steps} steps)"])
+        return "\n".join([*self.lines, f"cleared {count(self.sessions, 'session')} "
+                                        f"({count(self.steps, 'step')})"])
 
 
 def clear(store: Store, sessions: list[str]) -> ClearReport:
