@@ -7,15 +7,18 @@ from ``%who`` and from step outputs; ``unload`` removes them all.
 from __future__ import annotations
 
 import ast
+import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
 
-from . import cellargs
+from . import cellargs, locate
 from .activities import dispatch
 from .errors import InternalWarning, KittehWarning
+from .steps import tracebacks
 from .steps.engine import Engine, is_hidden
 from .steps.run import StepRun
 from .transformer import (
@@ -45,6 +48,8 @@ class Steps:
         If the run cannot even be set up, the cell runs plain (with a warning), not broken.
         """
         try:
+            # The cell's tracebacks list its %%durable line as typed (a dictionary lookup).
+            tracebacks.show_typed_line(sys._getframe(1).f_code.co_filename)
             return StepRun(self.engine, cellargs.parse(line, source, self.engine.default_mode))
         except cellargs.CellArgsError as err:
             raise UsageError(str(err)) from None
@@ -79,7 +84,8 @@ class _Extension:
         self.shell = shell
         hidden = shell.user_ns_hidden
         self.engine = Engine(shell.user_ns, display_pub=shell.display_pub,
-                             hidden=lambda name: name in hidden or is_hidden(name))
+                             hidden=lambda name: name in hidden or is_hidden(name),
+                             binding=_binding_file())
         self.transformer = DurableCells(ran_plain=self.note_plain_cell)
         self.magics = DurableMagics(shell, self.engine, self.transformer, self.note_plain_cell)
         self.names = {STEPS_NAME: Steps(self.engine, self.note_plain_cell),
@@ -137,6 +143,19 @@ class _Extension:
                 "raised); it is installed again, so %%durable and `%durable on` cells are steps "
                 "again. The cells run since then ran as plain cells.",
                 InternalWarning, "kitteh_magic", 0)
+
+
+def _binding_file() -> Path | None:
+    """Where the server extension tells this kernel which notebook it runs (``locate.py``):
+    beside ipykernel's connection file, named by the kernel id. None outside a Jupyter kernel."""
+    if "ipykernel.kernelapp" not in sys.modules:  # a terminal: never import ipykernel
+        return None
+    from ipykernel.connect import get_connection_file
+
+    try:
+        return locate.connection_binding(get_connection_file())
+    except RuntimeError:  # no kernel app (an embedded shell): no binding, the path decides
+        return None
 
 
 def load(shell: Any) -> None:

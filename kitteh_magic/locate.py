@@ -169,6 +169,22 @@ def binding_file(runtime_dir: str | os.PathLike[str], kernel_id: str) -> Path:
     return Path(runtime_dir) / f"{BINDING_PREFIX}{kernel_id}.json"
 
 
+def connection_binding(connection_file: str | os.PathLike[str]) -> Path | None:
+    """The binding file of the kernel whose connection file is given, None when the file is
+    not named as Jupyter names them (``<runtime>/kernel-<id>.json``).
+
+    >>> connection_binding("/run/jupyter/kernel-1f2e.json")
+    PosixPath('/run/jupyter/kitteh-magic-1f2e.json')
+    >>> connection_binding("/tmp/tmpw3j39fpj.json") is None
+    True
+    """
+    path = Path(connection_file)
+    name = path.name
+    if not (name.startswith("kernel-") and name.endswith(".json")) or len(name) <= 12:
+        return None
+    return binding_file(path.parent, name[len("kernel-"):-len(".json")])
+
+
 def write_binding(path: Path, notebook: str, metadata: Mapping[str, object]) -> None:
     """Write a binding atomically: ``{"notebook": OS path, "metadata": {"kitteh_magic": ...}}``."""
     import json

@@ -27,8 +27,9 @@ from .transformer import RUNS_PLAIN, DurableCells, cell_label, warn_failure
 
 LINE_USAGE = """\
 %durable status [--json]        the session's steps: state, runs, duration, time saved, size
-%durable restore                bring every finished step's outputs back, without running cells
-%durable invalidate STEP        the next run of STEP executes (--all: every step)
+%durable restore [--session S]  bring every finished step's outputs back, without running cells
+%durable invalidate STEP        the next run of STEP executes (--all: every step); its calls
+                                come from the journal (--forget-journal: made again)
 %durable reset                  drop the session's records
 %durable session [NAME]         show or switch the session
 %durable on | off               make every following cell a durable step, or stop
@@ -53,10 +54,11 @@ def _line_parser() -> _Parser:
     parser = _Parser(prog="%durable", add_help=False)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("status", add_help=False).add_argument("--json", action="store_true")
-    sub.add_parser("restore", add_help=False)
+    sub.add_parser("restore", add_help=False).add_argument("--session")
     inv = sub.add_parser("invalidate", add_help=False)
     inv.add_argument("step", nargs="?")
     inv.add_argument("--all", action="store_true")
+    inv.add_argument("--forget-journal", action="store_true")
     sub.add_parser("reset", add_help=False)
     sub.add_parser("session", add_help=False).add_argument("name", nargs="?")
     sub.add_parser("on", add_help=False)
@@ -152,8 +154,10 @@ class DurableMagics(Magics):
         Usage::
 
         %durable status [--json]        the session's steps: state, runs, duration, time saved
-        %durable restore                bring every finished step's outputs back, no cell runs
-        %durable invalidate STEP        the next run of STEP executes (--all: every step)
+        %durable restore [--session S]  bring every finished step's outputs back, no cell runs
+        %durable invalidate STEP        the next run of STEP executes (--all: every step); the
+                                        calls it made come from its journal, unless
+                                        --forget-journal
         %durable reset                  drop the session's records
         %durable session [NAME]         show or switch the session
         %durable on | off               every following cell is a durable step, or not
@@ -164,6 +168,7 @@ class DurableMagics(Magics):
         """
         args = _line_parser().parse_args(shlex.split(line))
         engine = self.engine
+        engine.follow_binding()
         command = args.command
         if command == "status":
             report = status.session_status(engine.store, engine.session)
@@ -172,22 +177,25 @@ class DurableMagics(Magics):
             else:
                 display(_Status(report))
         elif command == "restore":
-            print(restore(engine))
+            print(restore(engine, session=args.session))
         elif command == "invalidate":
             if args.all == bool(args.step):
                 raise _usage_error("%durable invalidate: give a STEP or --all (not both)")
+            forget = args.forget_journal
             if args.all:
-                print(f"invalidated {engine.catalog.invalidate_all(engine.session)} steps")
-            elif engine.catalog.invalidate(engine.session, args.step):
-                print(f"invalidated step {args.step!r}: its next run executes")
+                done = engine.catalog.invalidate_all(engine.session, forget_journal=forget)
+                print(f"invalidated {status.count(done, 'step')}: "
+                      + status.invalidated_text(forget, done))
+            elif engine.catalog.invalidate(engine.session, args.step, forget_journal=forget):
+                print(f"invalidated step {args.step!r}: " + status.invalidated_text(forget))
             else:
                 names = ", ".join(p.step for p in engine.catalog.steps(engine.session))
                 raise _usage_error(f"%durable invalidate: no step {args.step!r} in session "
                                    f"{engine.session!r} (steps: {names or 'none'})")
         elif command == "reset":
-            count = engine.catalog.reset(engine.session)
+            dropped = engine.catalog.reset(engine.session)
             engine.lineage.clear()
-            print(f"reset session {engine.session!r}: dropped {count} steps")
+            print(f"reset session {engine.session!r}: dropped {status.count(dropped, 'step')}")
         elif command == "session":
             if args.name:
                 engine.session = args.name
@@ -215,13 +223,8 @@ class DurableMagics(Magics):
         ptr = engine.catalog.pointer(engine.session, step)
         if ptr is None:
             raise _usage_error(f"%durable log: no step {step!r} in session {engine.session!r}")
-        pending = engine.catalog.journal(engine.session, step)
-        if pending:
-            entries, source = [e.to_doc() for e in pending], "unfinished execution"
-        else:
-            record = engine.catalog.record(ptr.key) if ptr.key else None
-            entries, source = (record.journal if record else []), "last finished execution"
-        print(status.render_journal(step, source, entries))
+        calls = engine.catalog.journal_view(engine.session, step)
+        print(status.render_journal(step, calls, status.journal_source(ptr.state)))
 
     def _effect(self, step: str, position: str, verdict: str) -> None:
         engine = self.engine

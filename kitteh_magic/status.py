@@ -204,44 +204,93 @@ def process_alive(pid: int, proc_start: float, host: str) -> bool:
     return not proc_start or abs(started - proc_start) < 2.0
 
 
-def _derived_state(ptr: StepPointer, producers: dict[str, tuple[float, str]]) -> str:
-    if ptr.state == "running":
-        return "running" if process_alive(ptr.pid, ptr.proc_start, ptr.host) else "interrupted"
-    if ptr.state != "done":
-        return ptr.state
-    for name, fingerprint in ptr.inputs.items():
+Producers = dict[str, tuple[float, str, str]]
+"""name -> (when, input fingerprint, step) of the latest finished step that produced it."""
+
+
+def _stale_inputs(ptr: StepPointer, producers: Producers) -> list[tuple[str, str]]:
+    """The inputs of a finished step that a later step produced anew: (name, that step)."""
+    found = []
+    for name, fingerprint in sorted(ptr.inputs.items()):
         latest = producers.get(name)
         if latest and latest[0] > ptr.finished and latest[1] != fingerprint:
-            return "stale"
+            found.append((name, latest[2]))
+    return found
+
+
+def _derived_state(ptr: StepPointer, stale: list[tuple[str, str]], alive: bool) -> str:
+    if ptr.state == "running":
+        return "running" if alive else "interrupted"
+    if ptr.state != "done":
+        return ptr.state
+    if stale:
+        return "stale"
     return "replayed" if ptr.last == "replayed" else "done"
+
+
+def stale_reason(stale: list[tuple[str, str]]) -> str | None:
+    """Why a step is stale, naming each changed input and the step that made it anew.
+
+    >>> stale_reason([("x", "load")])
+    "x changed: step 'load' made a new x after this step ran"
+    >>> stale_reason([("a", "s1"), ("b", "s2")])
+    "a changed: step 's1' made a new a after this step ran; b changed: step 's2' made a new b"
+    >>> stale_reason([]) is None
+    True
+    """
+    if not stale:
+        return None
+    parts = [f"{name} changed: step {step!r} made a new {name}" for name, step in stale]
+    parts[0] += " after this step ran"
+    return "; ".join(parts)
 
 
 def step_rows(steps: list[StepPointer], leases: Mapping[str, LeaseDoc] | None = None,
               now: float | None = None) -> list[dict[str, Any]]:
     """One status row per step, in session order.
 
-    With the session's ``leases`` (``steps/lease.py``), a row names the live kernel that holds
-    the step's lease (``holder``: pid, host, kernel id, since when; else null) and the live
-    kernels waiting for it (``waiters``, the same fields).
+    A row's fields (times in seconds, sizes in bytes): ``step``, ``state`` (running, done,
+    replayed, failed, interrupted, stale, invalidated), ``cell_id``, ``seq``, ``runs``,
+    ``replays``, ``duration`` (its last execution), ``saved`` (the time saved in the session,
+    the one figure every view shows: ARCHITECTURE.md), ``size``, ``activities``, ``resumed``,
+    ``started``, ``finished`` (epoch seconds), ``error``, ``key``, and:
+
+    * ``outputs``: the names the step's latest version saved, sorted;
+    * ``stale_reason``: for a stale step, which input changed and which step made it anew
+      (:func:`stale_reason`), else null;
+    * ``loaded``: whether the kernel that last ran or replayed the step (or restored it) still
+      runs on this host, so its values are in a kernel; false after a restart with nothing run
+      (the values are stored, not loaded);
+    * with the session's ``leases`` (``steps/lease.py``), ``holder``: the live kernel that holds
+      the step's lease (pid, host, kernel id, since when; else null) and ``waiters``: the live
+      kernels waiting for it (the same fields).
     """
-    producers: dict[str, tuple[float, str]] = {}
+    producers: Producers = {}
     for ptr in steps:
         if ptr.state == "done":
             for name, token in ptr.outputs.items():
                 if name not in producers or producers[name][0] < ptr.finished:
-                    producers[name] = (ptr.finished, "t:" + token)
+                    producers[name] = (ptr.finished, "t:" + token, ptr.step)
     now = time.time() if now is None else now
     leases = leases or {}
+    alive: dict[tuple[int, float, str], bool] = {}
     rows = []
     for p in steps:
         lease = leases.get(p.step)
         holder = lease.live_holder(now) if lease is not None else None
         waiters = lease.live_waiters(now) if lease is not None else []
+        who = (p.pid, p.proc_start, p.host)
+        if who not in alive:
+            alive[who] = bool(p.pid) and process_alive(*who)
+        stale = _stale_inputs(p, producers) if p.state == "done" else []
         rows.append({
-            "step": p.step, "state": _derived_state(p, producers), "cell_id": p.cell_id,
-            "seq": p.seq, "runs": p.runs, "replays": p.replays, "duration": p.duration,
-            "saved": p.saved, "size": p.size, "activities": p.activities, "started": p.started,
-            "finished": p.finished, "error": p.error, "key": p.key, "resumed": p.resumed,
+            "step": p.step, "state": _derived_state(p, stale, alive[who]),
+            "cell_id": p.cell_id, "seq": p.seq, "runs": p.runs, "replays": p.replays,
+            "duration": p.duration, "saved": p.saved, "size": p.size,
+            "activities": p.activities, "started": p.started, "finished": p.finished,
+            "error": p.error, "key": p.key, "resumed": p.resumed,
+            "outputs": sorted(p.outputs), "stale_reason": stale_reason(stale),
+            "loaded": alive[who] and (not p.host or p.host == HOST),
             "holder": _party(holder) if holder is not None else None,
             "waiters": [_party(w) for w in waiters],
         })
@@ -348,6 +397,15 @@ def _bytes_under(directory: Path) -> int:
     return total
 
 
+def count(n: int, one: str, many: str | None = None) -> str:
+    """A number and its noun, in the number's grammar.
+
+    >>> count(1, "step"), count(2, "step"), count(0, "activity", "activities")
+    ('1 step', '2 steps', '0 activities')
+    """
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def human_size(size: float) -> str:
     """Bytes for people.
 
@@ -394,69 +452,113 @@ def render_text(status: dict[str, Any]) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
               for line in table]
     lines += [f"step {r['step']!r}: {lease_text(r)}" for r in status["steps"] if lease_text(r)]
-    totals = status["totals"]
-    lines.append(f"{totals['steps']} steps, {human_size(totals['size'])} stored, "
-                 f"{human_seconds(totals['saved'])} saved by replay")
+    lines += [f"step {r['step']!r} is stale: {r['stale_reason']}" for r in status["steps"]
+              if r.get("stale_reason")]
+    lines.append(_totals_text(status["totals"]))
     if status.get("temporary", {}).get("size"):
         lines.append("plus " + temporary_text(status["temporary"]))
     lines += [f"damaged, skipped: {line}" for line in status.get("damaged", ())]
     return "\n".join(lines)
 
 
-_STATE_COLOURS = {"done": "#2e7d32", "replayed": "#1565c0", "running": "#ef6c00",
-                  "failed": "#c62828", "stale": "#8d6e63", "interrupted": "#ad1457",
-                  "invalidated": "#757575"}
+def _totals_text(totals: dict[str, Any]) -> str:
+    """The totals line of a status.
+
+    >>> _totals_text({"steps": 1, "size": 2048, "saved": 2.5})
+    '1 step, 2.0 KB stored, 2.5 s saved'
+    """
+    return (f"{count(totals['steps'], 'step')}, {human_size(totals['size'])} stored, "
+            f"{human_seconds(totals['saved'])} saved")
+
+
+# JupyterLab's theme variables, so that both themes keep the contrast (the fallbacks, for other
+# frontends, are at least 3:1 on white). The colour marks a glyph beside the state's text, not
+# the text itself: no single colour reads at 4.5:1 on both the light and the dark theme.
+_STATE_COLOURS = {
+    "done": "var(--jp-success-color1, #2e7d32)",
+    "replayed": "var(--jp-content-link-color, #0d47a1)",
+    "running": "var(--jp-info-color0, #006064)",
+    "failed": "var(--jp-error-color1, #c62828)",
+    "interrupted": "var(--jp-warn-color0, #e65100)",
+    "stale": "var(--jp-warn-color0, #e65100)",
+    "invalidated": "var(--jp-ui-font-color2, #757575)",
+}
+_FAINT = "color:var(--jp-ui-font-color2, #616161)"
 
 
 def render_html(status: dict[str, Any]) -> str:
-    """An HTML table for notebooks."""
+    """An HTML table for notebooks, in the frontend's theme colours."""
     head = "".join(f"<th>{c}</th>" for c in
                    ("step", "state", "runs+replays", "duration", "saved", "size", "activities"))
     body = []
     for row in status["steps"]:
         cells = [html.escape(c) for c in _cells(row)]
-        colour = _STATE_COLOURS.get(row["state"], "inherit")
-        cells[1] = f'<span style="color:{colour};font-weight:600">{cells[1]}</span>'
-        if lease_text(row):
-            cells[1] += f'<br><small>{html.escape(lease_text(row))}</small>'
+        colour = _STATE_COLOURS.get(row["state"], "currentcolor")
+        cells[1] = (f'<span style="color:{colour}" aria-hidden="true">●</span> '
+                    f'<span style="font-weight:600">{cells[1]}</span>')
+        notes = [text for text in (lease_text(row), row.get("stale_reason")) if text]
+        cells[1] += "".join(f'<br><small style="{_FAINT}">{html.escape(t)}</small>'
+                            for t in notes)
         title = html.escape(row["error"] or "")
         body.append(f'<tr title="{title}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    totals = status["totals"]
-    caption = (f"session <code>{html.escape(status['session'])}</code>: {totals['steps']} steps, "
-               f"{human_size(totals['size'])} stored, "
-               f"{human_seconds(totals['saved'])} saved by replay")
+    caption = (f"session <code>{html.escape(status['session'])}</code>: "
+               + html.escape(_totals_text(status["totals"])))
     if status.get("temporary", {}).get("size"):
         caption += f", plus {html.escape(temporary_text(status['temporary']))}"
     for line in status.get("damaged", ()):
-        caption += f'<br><span style="color:#c62828">damaged, skipped: {html.escape(line)}</span>'
+        caption += (f'<br><span style="color:{_STATE_COLOURS["failed"]}" aria-hidden="true">'
+                    f"⚠</span> damaged, skipped: {html.escape(line)}")
     return (f'<table class="kitteh-status"><caption style="text-align:left">{caption}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def _label(entry: dict[str, Any]) -> str:
-    """``3`` for the third call of the step's main line, ``map0[17]:1`` on a branch."""
-    branch = entry.get("branch") or ""
-    number = entry.get("pos", 0) + 1
-    return f"{branch}:{number}" if branch else str(number)
+def invalidated_text(forget_journal: bool, steps: int = 1) -> str:
+    """What an invalidation means for the next run, for ``steps`` steps.
+
+    >>> invalidated_text(False).split("; ")[0]
+    'its next run executes the cell'
+    >>> invalidated_text(True, 2)
+    'their next runs execute the cells and make every call again'
+    """
+    if steps == 1:
+        if forget_journal:
+            return "its next run executes the cell and makes every call again"
+        return ("its next run executes the cell; the calls it made come from its journal "
+                "(--forget-journal: made again)")
+    if forget_journal:
+        return "their next runs execute the cells and make every call again"
+    return ("their next runs execute the cells; the calls they made come from their journals "
+            "(--forget-journal: made again)")
 
 
-def render_journal(step: str, source: str, entries: list[dict[str, Any]]) -> str:
-    """``%durable log``: one line per activity, in call order."""
-    if not entries:
-        return f"step {step!r} has no journaled activities ({source})"
-    width = max(4, *(len(_label(e)) for e in entries))
-    lines = [f"step {step!r}: {len(entries)} activities ({source})",
+def journal_source(state: str) -> str:
+    """Which execution ``%durable log`` lists, by the state of the step's pointer."""
+    if state in ("running", "failed", "interrupted"):
+        return "unfinished execution: its next run takes these calls from the journal"
+    if state == "invalidated":
+        return "kept journal: the next run takes these calls from it"
+    return "latest execution"
+
+
+def render_journal(step: str, calls: list[dict[str, Any]], source: str = "") -> str:
+    """``%durable log``: one line per call of ``Catalog.journal_view``, in the order they ended,
+    under a heading that says which execution they belong to (``source``, :func:`journal_source`).
+    """
+    if not calls:
+        return f"step {step!r} has no journaled activities"
+    width = max(4, *(len(c["label"]) for c in calls))
+    heading = f"step {step!r}: {count(len(calls), 'activity', 'activities')}"
+    lines = [heading + (f" ({source})" if source else ""),
              f"{'#':>{width}}  {'call':<40} {'duration':>9} {'attempts':>8}  outcome"]
-    for entry in entries:
-        outcome = {"done": "ok", "error": entry.get("error_text") or "error",
-                   "started": "started, never finished"}.get(entry.get("state", ""), "?")
-        if entry.get("replayed"):
+    for call in calls:
+        outcome = {"ok": "ok", "error": call.get("error") or "error",
+                   "started": "started, never finished"}.get(call["outcome"], call["outcome"])
+        if call.get("from_journal"):
             outcome += " (from the journal)"
-        if entry.get("unsaved"):
-            outcome += f" (result not saved: {entry['unsaved']})"
-        if entry.get("effect"):
+        if call.get("unsaved"):
+            outcome += f" (result not saved: {call['unsaved']})"
+        if call.get("effect"):
             outcome += " [effect]"
-        lines.append(f"{_label(entry):>{width}}  {entry['callee'][:40]:<40} "
-                     f"{human_seconds(entry.get('duration', 0.0)):>9} "
-                     f"{entry.get('attempts', 1):>8}  {outcome}")
+        lines.append(f"{call['label']:>{width}}  {call['call'][:40]:<40} "
+                     f"{human_seconds(call['duration']):>9} {call['attempts']:>8}  {outcome}")
     return "\n".join(lines)

@@ -1358,14 +1358,14 @@ def tamper_rollback(c: Campaign, t: _Tamper) -> None:
 
 
 def tamper_reinsert(c: Campaign, t: _Tamper) -> None:
-    """A journal entry of an execution that was invalidated, put back, must not replay."""
+    """A journal entry of an execution whose journal was forgotten, put back, must not replay."""
     cell = _seq_cell("jr", "jr-a", "jr-b")
     t.interrupt(cell, "jr-b")
     saved = full_rows(t.sc.store, "km*/jrn/*")
     if not saved:
         t.out.fail("errors", "the killed step left no journal (call 1 was not journaled)")
     kernel = t.kernel()
-    t.value(kernel, "%durable invalidate jr", "invalidate")
+    t.value(kernel, "%durable invalidate jr --forget-journal", "invalidate")
     t.stop()
     left = len(rows(t.sc.store, "km*/jrn/*"))
     if left:

@@ -17,7 +17,7 @@ Usage (from the repository, with the project's virtual environment)::
 
     python scripts/mutants.py --list
     python scripts/mutants.py                         # every break, each on its own tests
-    python scripts/mutants.py --only replay --only journal-clear
+    python scripts/mutants.py --only replay --only journal-forget
     python scripts/mutants.py --all-tests             # every break on the whole selection
     python scripts/mutants.py --rev HEAD              # the committed code, not the work tree
     python scripts/mutants.py --pytest-args='-m "not browser" -x -q tests/test_store.py'
@@ -158,10 +158,15 @@ BREAKS: tuple[Break, ...] = (
           "        pass\n",
           "finished calls are not written to the journal",
           ("tests/test_activities.py",)),
-    Break("journal-clear", "kitteh_magic/steps/run.py",
-          "            activities.journal.clear()  # the record replays the whole step now\n",
-          "            pass\n",
-          "a recorded step's journal is kept and feeds its next execution",
+    Break("journal-forget", "kitteh_magic/steps/catalog.py",
+          "        if forget_journal:\n            self.clear_journal(session, step)\n",
+          "        self.clear_journal(session, step)\n",
+          "invalidate throws the journal away, so a re-run pays its calls again",
+          ("tests/test_native_journal.py",)),
+    Break("journal-version", "kitteh_magic/activities/journal.py",
+          'if version is not None and (head.get("version") != version or execution != expected',
+          'if version is not None and (False',
+          "a kept journal answers the calls of another version of its step (upstream changed)",
           (f"{HOLES}::test_a_step_rerun_after_an_upstream_change_makes_its_calls_again",
            "tests/test_activities.py")),
     Break("journal-signature", "kitteh_magic/activities/journal.py",

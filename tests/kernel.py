@@ -13,6 +13,10 @@ from typing import Any
 
 from jupyter_client.manager import KernelManager
 
+MARK_ID, MARK_MIME = "kitteh-magic-step", "application/vnd.kitteh-magic.step+json"
+"""The step mark's display id and MIME type (``kitteh_magic/steps/mark.py``), spelled out: a
+test that imported them would not notice the product renaming them."""
+
 
 @dataclass
 class Result:
@@ -28,7 +32,10 @@ class Result:
     """ename, evalue, traceback when the cell failed."""
     seen: list[str] = field(default_factory=list)
     """Every text the user saw besides the value, progress bars included: streams, displays
-    and their updates, and widget state."""
+    and their updates, and widget state (not the step marks: no frontend shows them)."""
+    marks: list[dict[str, Any]] = field(default_factory=list)
+    """The step marks kitteh_magic sent (``steps/mark.py``): ``update_display_data`` of the
+    display id ``kitteh-magic-step``, which frontends drop; one per step the cell ran."""
 
     @property
     def text(self) -> str:
@@ -37,9 +44,14 @@ class Result:
 
     @property
     def replayed(self) -> bool:
-        """Whether kitteh_magic marked the output as replayed."""
-        return any(d.get("metadata", {}).get("kitteh_magic", {}).get("replayed")
-                   for d in self.displays)
+        """Whether kitteh_magic's step mark says a step of the cell was replayed."""
+        return any(mark["state"] == "replayed" for mark in self.marks)
+
+    @property
+    def mark(self) -> dict[str, Any]:
+        """The cell's one step mark (AssertionError when it sent none or several)."""
+        assert len(self.marks) == 1, f"expected one step mark, got {self.marks}"
+        return self.marks[0]
 
     def raise_for_error(self) -> Result:
         if self.error:
@@ -51,8 +63,12 @@ class Result:
 class Kernel:
     """One kernel process with a client; restart and kill it like a user (or the OOM killer)."""
 
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
-        self.manager = KernelManager(kernel_name="python3")
+    def __init__(self, cwd: Path, env: dict[str, str], connection_file: Path | None = None) -> None:
+        """Start it in ``cwd`` with ``env`` added to this process's environment; with a
+        ``connection_file`` named as Jupyter names them (``<runtime>/kernel-<id>.json``), the
+        kernel knows its id and runtime folder as under a Jupyter server."""
+        self.manager = KernelManager(kernel_name="python3", **(
+            {"connection_file": str(connection_file)} if connection_file else {}))
         self.manager.start_kernel(cwd=str(cwd), env={**os.environ, **env})
         self._connect()
 
@@ -95,6 +111,9 @@ class Kernel:
                     result.stdout += content["text"]
                 else:
                     result.stderr += content["text"]
+            elif (kind == "update_display_data"
+                  and (content.get("transient") or {}).get("display_id") == MARK_ID):
+                result.marks.append(content["data"][MARK_MIME])
             elif kind in ("display_data", "update_display_data"):
                 result.seen.extend(str(v) for v in content["data"].values())
                 if kind == "display_data":
@@ -123,9 +142,13 @@ class Kernel:
         # The result is the repr of a repr: text/plain of a str shows it quoted once more.
         return ast.literal_eval(ast.literal_eval(self.ok(f"repr({expression})").text))
 
-    def restart(self) -> None:
-        """Restart the kernel process (same connection), like Kernel > Restart."""
+    def restart(self, env: dict[str, str] | None = None) -> None:
+        """Restart the kernel process (same connection and id), like Kernel > Restart; ``env``
+        changes the variables it names first, as Jupyter server does when a notebook is renamed
+        (``JPY_SESSION_NAME``)."""
         self.client.stop_channels()
+        if env is not None:
+            self.manager.update_env(env=env)
         self.manager.restart_kernel(now=True)
         self._connect()
 

@@ -179,8 +179,8 @@ def _index_keys(store_dir: Path) -> list[str]:
 
 def test_a_step_rerun_after_an_upstream_change_makes_its_calls_again(
         kernel: Kernel, tmp_path: Path, counter: Callable[[str], str]) -> None:
-    """Break ``journal-clear``: a completed step's journal left behind hands its calls' old
-    results to the next execution of the step (here: yesterday's ``time.time()``)."""
+    """Break ``journal-version``: a completed step's kept journal hands its calls' old results
+    to the execution of another version of the step (here: yesterday's ``time.time()``)."""
     stamped = (f"%%durable stamped\n{counter('stamped')}\nimport random, time\n"
                "stamp = (time.time(), random.random())\nlabelled = (base, stamp)\n")
     kernel.ok("%%durable base\nbase = 1\n")

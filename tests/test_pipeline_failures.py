@@ -126,7 +126,8 @@ def test_a_failing_step_traceback_shows_the_users_lines(kernel: Kernel) -> None:
     text = plain_text(result)
     assert result.error is not None and result.error["evalue"] == "boom 2"
     assert "_kitteh" not in text
-    assert "'%%durable boom'" in text and "raise ValueError(f'boom {value + 1}')" in text
+    assert "1 %%durable boom\n" in text and "'%%durable" not in text  # the line as typed
+    assert "----> 3 raise ValueError(f'boom {value + 1}')" in text
 
 
 # Places to break kitteh_magic from inside the kernel, as a bug there would: (module, name,

@@ -141,6 +141,9 @@ class StepActivities:
         outlives its cell makes plain calls after that."""
         self.from_journal: set[str] = set()
         """Slots whose outcome came from the journal in this execution."""
+        self._saved: list[float] = []
+        """Seconds each answer from the journal saved: the recorded duration of that call (an
+        append is atomic, so threads need no lock)."""
         self._policies: dict[Verdict, RetryPolicy] = {}
         self._failed: dict[str, BaseException] = {}
         self._loaded: dict[str, tuple[Any, Any]] = {}
@@ -165,6 +168,12 @@ class StepActivities:
     def count(self) -> int:
         """Activities the step has called so far, on every branch."""
         return sum(branch.seq for branch in self._branches)
+
+    @property
+    def saved(self) -> float:
+        """Seconds of calls this run took from the journal instead of making them: the sum of
+        their recorded durations (for a timer resumed mid-wait, the part already waited)."""
+        return sum(self._saved)
 
     def activate(self) -> object:
         """Make this the running step's journal (returns a token for :meth:`deactivate`)."""
@@ -437,6 +446,7 @@ class StepActivities:
         """The recorded outcome: the result, or the recorded exception raised again."""
         slot = entry.slot
         self.from_journal.add(slot)
+        self._saved.append(entry.duration)
         if entry.state == "error":
             failure = self.journal.failure(entry)
             # Like a live failure: if it ends the cell, the call is made again next run.
@@ -572,6 +582,7 @@ class StepActivities:
             return None
         if entry is not None:
             self.from_journal.add(call.slot)
+            self._saved.append(_waited(entry))  # the resume does not wait that again
             return entry.deadline
         try:
             wait = max(float(seconds), 0.0)
@@ -593,6 +604,7 @@ class StepActivities:
         if entry is None:
             fn(*args)  # the user's own arguments: a bad one raises as in a plain cell
         else:
+            started -= _waited(entry)  # the record keeps the whole wait
             fn(max(deadline - time.time(), 0.0))
         self._record(fn, verdict, call, started, 1, result=None)
         return None
@@ -610,20 +622,29 @@ class StepActivities:
         if entry is None:
             result = await fn(*args, **kwargs)
         else:
+            started -= _waited(entry)
             rest = {k: v for k, v in kwargs.items() if k != "delay"}
             result = await fn(max(deadline - time.time(), 0.0), *args[1:], **rest)
         return self._journal_result(fn, verdict, call, started, result, 1, awaitable=True)
 
 
 _TIMERS: dict[Any, str] = {time.sleep: "sync", asyncio.sleep: "async"}
+"""Durable timers: a resumed step waits only what was left of them."""
+
+
+def _waited(entry: JournalEntry) -> float:
+    """Seconds a journaled timer that started (``entry.finished`` holds when) has waited by now,
+    the time the kernel was down included."""
+    return max(min(entry.deadline, time.time()) - entry.finished, 0.0)
+
 
 _PLAIN_RESULTS = frozenset({type(None), bool, int, float, complex, str, bytes})
 """Results whose methods are never activities: no need to remember where they came from."""
-"""Durable timers: a resumed step waits only what was left of them."""
 
 
 def call(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     """What ``f(...)`` in a durable cell becomes: ``_kitteh_call_(f, ...)``."""
+    __tracebackhide__ = True  # IPython hides this frame (a step unlinks it: steps/tracebacks.py)
     step = _STEP.get()
     if step is None or _INSIDE.get() or not step.active:
         if step is None and _RUNNING is not None:
@@ -639,6 +660,7 @@ def call(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
 
 async def acall(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     """What ``await f(...)`` in a durable cell becomes: ``await _kitteh_acall_(f, ...)``."""
+    __tracebackhide__ = True
     step = _STEP.get()
     if step is None or _INSIDE.get() or not step.active:
         return await fn(*args, **kwargs)

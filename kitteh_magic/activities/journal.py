@@ -9,10 +9,11 @@ resumes the execution; a run of another version (the cell was edited, an input c
 a new one and the old entries are dropped, so they can never answer its calls; an entry of
 another execution (left over, or written back) is refused. An entry answers only its own call
 (same branch, callee, arguments and occurrence); in a step's sequential part, a call that differs
-from the one recorded at its position is a nondeterminism error. A finished step's
-record makes the journal redundant and it is cleared; an incomplete record (an output that
-could not be saved) keeps it, so the re-execution that replay needs still takes its activities
-from the journal.
+from the one recorded at its position is a nondeterminism error. A finished execution's journal
+is kept: a run of the same version after ``invalidate`` (or after its record was lost, or when
+an output could not be saved) executes the cell again and takes the calls it already made
+from the journal; ``--force``, ``invalidate --forget-journal``, a new version or ``reset``
+end it.
 
 Entries are keyed by their slot (``records.slot_of``): the branch of the step they were called on,
 and the identity and occurrence of the call there. Calls from many threads and coroutines write
@@ -109,6 +110,8 @@ class Journal:
         """slot -> entry."""
         self.execution = ""
         self._pending_head: dict[str, Any] | None = None
+        self._head_doc: dict[str, Any] = {}
+        """The head as written (or read), so :meth:`note_run` can rewrite it."""
         self._positions: dict[tuple[str, int], JournalEntry] = {}
         self._lock = threading.Lock()
         self._prefix = journal_prefix(session, step)
@@ -129,6 +132,7 @@ class Journal:
             self._start(version, expected or secrets.token_hex(16))
             return
         self.execution = execution if isinstance(execution, str) else ""
+        self._head_doc = head
         self._load()
 
     def _start(self, version: str, execution: str) -> None:
@@ -137,7 +141,7 @@ class Journal:
         Its head is written with its first entry (a step without activities writes nothing).
         """
         self.store.delete_prefix(self._prefix)
-        self.execution = execution
+        self.execution, self._head_doc = execution, {}
         self._pending_head = {"version": version, "execution": self.execution,
                               "started": time.time()}
 
@@ -222,7 +226,7 @@ class Journal:
             with self._lock:
                 if self._pending_head is not None:
                     self.store.put_json(self._head, self._pending_head, sign=True)
-                    self._pending_head = None
+                    self._head_doc, self._pending_head = self._pending_head, None
         entry.execution = self.execution
         self._remember(entry)
         # One upsert on this thread's own connection, committed before the call returns.
@@ -271,7 +275,21 @@ class Journal:
             self._positions.clear()
         self.store.delete_prefix(self._prefix)
         self.store.delete(self._head)
-        self._pending_head = None
+        self._pending_head, self._head_doc = None, {}
+
+    def note_run(self, answered: set[str]) -> None:
+        """Write into the head which calls the run that ends now took from the journal
+        (``Catalog.journal_view`` shows them), when that changes what the head says.
+
+        Args:
+            answered: the slots of the calls answered from the journal.
+        """
+        if self._pending_head is not None or not self._head_doc:
+            return  # nothing journaled: no head, nothing to show
+        if sorted(answered) == self._head_doc.get("answered", []):
+            return
+        self._head_doc = {**self._head_doc, "answered": sorted(answered)}
+        self.store.put_json(self._head, self._head_doc, sign=True)
 
     def restart(self, version: str, execution: str) -> None:
         """Start a new execution of ``version`` (``--force``): no entry of the old one serves."""

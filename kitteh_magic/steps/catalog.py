@@ -23,6 +23,7 @@ from .records import (
     pointer_prefix,
     record_key,
     session_key,
+    slot_of,
 )
 
 if TYPE_CHECKING:
@@ -143,8 +144,16 @@ class Catalog:
         self.store.put_json(record_key(record.key), record.to_doc(), sign=True)
 
     # management -----------------------------------------------------------------------------
-    def invalidate(self, session: str, step: str) -> bool:
-        """Make the next run of a step execute: drop its records. False if there is no such step."""
+    def invalidate(self, session: str, step: str, *, forget_journal: bool = False) -> bool:
+        """Make the next run of a step execute: drop its records. False if there is no such step.
+
+        The journal of the step's last execution is kept unless ``forget_journal``: the run
+        that follows executes the cell again, and each call it makes with the identity of a
+        journaled one (same branch, callee, arguments and occurrence) is answered from the
+        journal instead of being made again (paid API calls are not paid twice). With
+        ``forget_journal`` every call is made again. Editing the cell or changing an input
+        starts a new execution, which never reads the old journal either way.
+        """
         dropped: list[str] = []
 
         def clear(ptr: StepPointer | None) -> StepPointer | None:
@@ -152,30 +161,85 @@ class Catalog:
                 return None
             dropped.extend(ptr.keys)
             ptr.state, ptr.key, ptr.keys, ptr.outputs = "invalidated", None, [], {}
-            ptr.execution = ptr.execution_version = ""  # a journal written back never resumes
+            if forget_journal:  # a journal written back never resumes
+                ptr.execution = ptr.execution_version = ""
             return ptr
 
         found = self.update_pointer(session, step, clear) is not None
         for key in dropped:
             self.store.delete(record_key(key))
-        self.clear_journal(session, step)
+        if forget_journal:
+            self.clear_journal(session, step)
         return found
 
     def clear_journal(self, session: str, step: str) -> int:
-        """Drop the activity journal of a step's unfinished execution; returns its length."""
+        """Drop the activity journal of a step's latest execution; returns its length."""
         self.store.delete(journal_head_key(session, step))
         return self.store.delete_prefix(journal_prefix(session, step))
 
     def journal(self, session: str, step: str) -> list[JournalEntry]:
-        """The journal of a step's unfinished execution, in the order its entries were written
-        (unverified read)."""
+        """The journal of a step's latest execution (unfinished, or finished and kept), in the
+        order its entries were written (unverified read)."""
         items = self.store.json_items(journal_prefix(session, step))
         entries = [JournalEntry.from_doc(doc) for _, doc in items if isinstance(doc, dict)]
         return sorted(entries, key=lambda e: (e.finished, e.branch, e.pos))
 
-    def invalidate_all(self, session: str) -> int:
-        """Invalidate every step of a session; returns how many."""
-        return sum(self.invalidate(session, p.step) for p in self.steps(session))
+    def journal_view(self, session: str, step: str) -> list[dict[str, Any]]:
+        """The calls of a step's latest execution, one dict per call, in the order they ended.
+
+        Metadata only (an unverified read, nothing unpickled): what ``%durable log``, the
+        sidebar's journal view and ``kitteh-magic log`` show. Each dict has:
+
+        * ``label`` (str): the call's place, ``"3"`` (third call of the step's main line) or
+          ``"map0[17]:1"`` (first call of item 17 of its first ``km.map``);
+        * ``call`` (str): the callee, ``module.qualname``;
+        * ``duration`` (float, seconds): how long the call took, retries included;
+        * ``attempts`` (int);
+        * ``outcome`` (str): ``"ok"``, ``"error"`` (the call raised; see ``error``) or
+          ``"started"`` (an effect or a timer that began and never finished);
+        * ``from_journal`` (bool): the step's latest run took it from the journal instead of
+          making the call;
+        * ``finished`` (float, epoch seconds): when it ended (began, for ``"started"``);
+        * and ``branch`` (str, "" for the main line), ``effect`` (bool), ``error`` (str or
+          None: the exception's type and message), ``unsaved`` (str or None: the type of a
+          result that could not be saved, so the call is made again).
+
+        The journal is that of the latest execution, kept after it finished (so that a run
+        after ``invalidate`` answers the same calls from it); once forgotten (``invalidate
+        --forget-journal``, ``--force``), the calls come from the step's record, as its last
+        execution logged them. [] for a step without calls (or no such step).
+        """
+        entries = [entry.to_doc() for entry in self.journal(session, step)]
+        answered: set[str] = set()
+        if entries:
+            try:
+                head = self.store.get_json(journal_head_key(session, step))
+            except DamagedRecordError:
+                head = None
+            seen = head.get("answered") if isinstance(head, dict) else None
+            if isinstance(seen, list) and head is not None and head.get("execution") == \
+                    entries[0].get("execution"):
+                answered = {slot for slot in seen if isinstance(slot, str)}
+        else:
+            entries = self._logged(session, step)
+        return [_call_view(doc, answered) for doc in entries]
+
+    def _logged(self, session: str, step: str) -> list[dict[str, Any]]:
+        """The activity log of the record of a step's latest version (unverified read)."""
+        ptr = self.pointer(session, step)
+        if ptr is None or not ptr.key:
+            return []
+        try:
+            doc = self.store.get_json(record_key(ptr.key))
+        except DamagedRecordError:
+            return []
+        log = doc.get("journal") if isinstance(doc, dict) else None
+        return [d for d in log if isinstance(d, dict)] if isinstance(log, list) else []
+
+    def invalidate_all(self, session: str, *, forget_journal: bool = False) -> int:
+        """Invalidate every step of a session (see :meth:`invalidate`); returns how many."""
+        return sum(self.invalidate(session, p.step, forget_journal=forget_journal)
+                   for p in self.steps(session))
 
     def reset(self, session: str) -> int:
         """Drop a session's records, pointers, order and idle leases; returns how many steps it
@@ -231,6 +295,42 @@ class Catalog:
             if isinstance(inner, list):
                 digests.update(d for d in inner if isinstance(d, str))
         return digests
+
+
+def _call_view(doc: dict[str, Any], answered: set[str]) -> dict[str, Any]:
+    """One call of :meth:`Catalog.journal_view` from a journal entry or a record's log entry
+    (JSON of any writer: every field defaulted)."""
+    branch = _of(doc, "branch", str, "")
+    pos = _of(doc, "pos", int, 0)
+    state = doc.get("state")
+    outcome = {"done": "ok", "error": "error", "started": "started"}.get(
+        state if isinstance(state, str) else "", "ok")
+    return {
+        "label": f"{branch}:{pos + 1}" if branch else str(pos + 1),
+        "call": str(doc.get("callee", "?")),
+        "duration": _seconds(doc.get("duration")),
+        "attempts": doc.get("attempts") if isinstance(doc.get("attempts"), int) else 1,
+        "outcome": outcome,
+        "from_journal": doc.get("replayed") is True or slot_of(
+            branch, _of(doc, "ident", str, ""), _of(doc, "occ", int, -1)) in answered,
+        "finished": _seconds(doc.get("finished")),
+        "branch": branch,
+        "effect": doc.get("effect") is True,
+        "error": str(doc["error_text"]) if doc.get("error_text") else None,
+        "unsaved": str(doc["unsaved"]) if doc.get("unsaved") else None,
+    }
+
+
+_T = TypeVar("_T")
+
+
+def _of(doc: dict[str, Any], name: str, kind: type[_T], default: _T) -> _T:
+    value = doc.get(name)
+    return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+
+def _seconds(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _at_its_key(key: str, doc: _D) -> _D:

@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 
 from .. import locate
+from ..errors import InternalWarning
 from ..store import Store
 from . import analysis, codeprint, fingerprint, observe
 from .catalog import Catalog
@@ -45,19 +46,27 @@ class Engine:
         namespace: the user's namespace (IPython's ``user_ns``).
         display_pub: IPython's display publisher (None outside IPython).
         hidden: names that are not the user's (IPython's history variables...).
-        store_dir: the store; default from ``locate.store_dir``.
-        session: the session name; default from the notebook path.
+        store_dir: the store; default from the binding, else ``locate.store_dir``.
+        session: the session name; default from the binding, else from the notebook path.
+        binding: the kernel's binding file (``locate.binding_file``): the notebook the kernel
+            runs now and its metadata, which name the store and the session
+            (``locate.resolve``); re-read when it changes (:meth:`follow_binding`).
     """
 
     def __init__(self, namespace: dict[str, Any], *, display_pub: Any | None = None,
                  hidden: Callable[[str], bool] = is_hidden, store_dir: Path | None = None,
-                 session: str | None = None) -> None:
+                 session: str | None = None, binding: Path | None = None) -> None:
         self.namespace = namespace
         self.display_pub = display_pub
         self.hidden = hidden
         self.notebook = locate.notebook_path(namespace)
         self.store_dir = store_dir or locate.store_dir(self.notebook)
-        self.session = session or locate.session_name(self.notebook, self.store_dir)
+        self._session = session or locate.session_name(self.notebook, self.store_dir)
+        self._store_given = store_dir is not None
+        self._session_chosen = session is not None
+        self._binding = binding
+        self._binding_seen: int | None = -1
+        """The binding's mtime (ns) when last read; None while absent, -1 before any look."""
         self.lineage = Lineage()
         self.cell_id: str | None = None
         self.default_mode = "durable"
@@ -66,6 +75,51 @@ class Engine:
         self._store: Store | None = None
         self._catalog: Catalog | None = None
         self._proc_start = psutil.Process().create_time()
+        self.follow_binding()
+
+    @property
+    def session(self) -> str:
+        """The session steps run in: the binding's, else the notebook path's, unless chosen."""
+        return self._session
+
+    @session.setter
+    def session(self, name: str) -> None:
+        """Choose the session (``%durable session NAME``): the binding no longer moves it."""
+        self._session, self._session_chosen = name, True
+
+    def follow_binding(self) -> None:
+        """Take the notebook, store and session from the binding file when it changed.
+
+        A stat per call (each step calls it): the file is read again only when its mtime
+        changed. Without a readable binding the notebook path Jupyter gave the kernel decides
+        (``$JPY_SESSION_NAME``). A session chosen by the user, or a store given to the
+        engine, stays.
+        """
+        if self._binding is None:
+            return
+        try:
+            mtime: int | None = self._binding.stat().st_mtime_ns
+        except OSError:
+            mtime = None
+        if mtime == self._binding_seen:
+            return
+        self._binding_seen = mtime
+        found = locate.read_binding(self._binding) if mtime is not None else None
+        notebook, metadata = found if found is not None else (
+            locate.notebook_path(self.namespace), {})
+        try:
+            store, session = locate.resolve(notebook, metadata)
+        except Exception as err:  # a binding no notebook could have: say so, keep the session
+            self.warn(InternalWarning, f"kitteh_magic could not use the notebook binding "
+                      f"{str(self._binding)!r} ({type(err).__name__}: {err}); steps stay in "
+                      f"session {self._session!r}.")
+            return
+        self.notebook = notebook
+        if not self._store_given and store != self.store_dir:
+            self.close()  # the next use opens the store the notebook names now
+            self.store_dir = store
+        if not self._session_chosen:
+            self._session = session
 
     @property
     def store(self) -> Store:

@@ -32,8 +32,9 @@ JOURNAL_PREFIX = KEY_PREFIX + "jrn/"
 ValueRef: TypeAlias = dict[str, Any]
 """``{"digest": str, "size": int, "kind": "inline" | "blob", "type": str}`` (see ``store``)."""
 
-State = Literal["running", "done", "failed", "invalidated"]
-"""States written by a kernel. Status derives more: replayed, stale, interrupted."""
+State = Literal["running", "done", "failed", "interrupted", "invalidated"]
+"""States written by a kernel ("interrupted": Ctrl-C stopped it). Status derives more: replayed,
+stale, and interrupted for a "running" step whose kernel is gone."""
 
 
 def _quote(name: str) -> str:
@@ -168,7 +169,7 @@ _ITEMS: dict[str, type] = {
 """Containers whose items must be of one JSON type."""
 
 _CHOICES: dict[str, frozenset[str]] = {
-    "State": frozenset({"running", "done", "failed", "invalidated"}),
+    "State": frozenset({"running", "done", "failed", "interrupted", "invalidated"}),
     "Literal['executed', 'replayed', '']": frozenset({"executed", "replayed", ""}),
     'Literal["executed", "replayed", ""]': frozenset({"executed", "replayed", ""}),
 }
@@ -318,7 +319,9 @@ class StepPointer(_Doc):
     runs: int = 0
     replays: int = 0
     saved: float = 0.0
-    """Seconds of execution that replays avoided, summed."""
+    """Time saved in this session, summed (ARCHITECTURE.md, "time saved"): each replay adds the
+    recorded run time of the execution it replays minus its own time (never below 0), each run
+    that took calls from the journal adds their recorded durations. Written by kernels only."""
     duration: float = 0.0
     size: int = 0
     activities: int = 0
@@ -338,6 +341,8 @@ class StepPointer(_Doc):
     revision: int = 0
     """The revision of the record of ``key`` it last executed or replayed."""
     execution: str = ""
-    """The id of its unfinished execution (its journal's head must name it), "" when none."""
+    """The id of its latest execution (its journal's head must name it), "" when none: an
+    unfinished one resumes; a finished one's journal is kept, and a run of the same version
+    after ``invalidate`` continues it, taking the calls it made from the journal."""
     execution_version: str = ""
     """The step key that execution runs: another version starts a new execution."""

@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from html import escape
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +21,8 @@ from ..errors import (
     UnpicklableError,
     UnpicklableWarning,
 )
-from ..status import HOST, human_seconds
-from . import analysis, capture, imports, keys, observe, outputs
+from ..status import HOST
+from . import analysis, capture, imports, keys, mark, observe, outputs, tracebacks
 from .fingerprint import type_name
 from .lease import HEARTBEAT, SKEW, Lease, Party, WaitNotice, acquire, kernel_id
 from .records import OutputEntry, StepPointer, StepRecord, ValueRef, record_key
@@ -80,6 +79,7 @@ class StepRun:
         self.value: Any = None
         self.key: str | None = None
         self.name = spec.name or ""
+        engine.follow_binding()  # the notebook may have been renamed: a stat
         self.session = spec.session or engine.session
         self._facts: analysis.CellAnalysis | None = None
         self._inputs: dict[str, str] = {}
@@ -99,6 +99,8 @@ class StepRun:
         """The revision of this key's record the step's pointer had seen when the run began."""
         self._lease: Lease | None = None
         """The step's lease while this run holds it (taken by ``replay``, released on exit)."""
+        self._began = 0.0
+        """When the run began (``perf_counter``): a replay's own time counts from there."""
 
     # lookup and replay ------------------------------------------------------------------------
     def replay(self) -> bool:
@@ -112,6 +114,14 @@ class StepRun:
             StepBusyError: ``--wait`` ran out while another kernel ran the step.
             KeyboardInterrupt: interrupted while waiting for it.
         """
+        self._began = time.perf_counter()
+        try:
+            return self._lookup()
+        except BaseException as exc:
+            tracebacks.user_frames(exc)
+            raise
+
+    def _lookup(self) -> bool:
         looked_up = time.time()
         if self._guarded(self._find_record):
             return True
@@ -261,15 +271,18 @@ class StepRun:
         for name, entry in record.outputs.items():
             outputs.note_restored(engine, name, entry, values[name])
         self.value = value
-        _publish_marker(engine, self.name, record)
         capture.replay(events, engine.display_pub)  # type: ignore[arg-type]
-        elapsed = time.perf_counter() - started
+        # The replay's own time: from the step's lookup (fingerprints, reading the record, any
+        # wait for another kernel) to its last output, imports it made again included.
+        elapsed = time.perf_counter() - (self._began or started)
+        saved = max(record.duration - elapsed, 0.0)
 
         def replayed(ptr: StepPointer | None) -> StepPointer:
             ptr = ptr or self._new_pointer()
             ptr.state, ptr.last, ptr.key = "done", "replayed", record.key
             ptr.replays += 1
-            ptr.saved += max(record.duration - elapsed, 0.0)
+            ptr.saved += saved
+            ptr.pid, ptr.host, ptr.proc_start = os.getpid(), HOST, engine._proc_start
             ptr.duration, ptr.size, ptr.activities = record.duration, record.size, record.activities
             ptr.inputs, ptr.finished, ptr.error = dict(record.inputs), time.time(), None
             ptr.outputs = {n: e["token"] for n, e in record.outputs.items()}
@@ -280,6 +293,9 @@ class StepRun:
             return ptr
 
         engine.catalog.update_pointer(self.session, self.name, replayed)
+        self._tell(mark.Mark(step=self.name, session=self.session, state="replayed",
+                             duration=record.duration, elapsed=elapsed, saved=saved,
+                             activities=record.activities, resumed=0))
         store.verify_in_background(self._damaged_after_restore)
         return True
 
@@ -298,8 +314,9 @@ class StepRun:
     def __enter__(self) -> StepRun:
         try:
             return self._enter()
-        except BaseException:
+        except BaseException as exc:
             self._release_lease()  # no __exit__ follows a failed __enter__
+            tracebacks.user_frames(exc)
             raise
 
     def _enter(self) -> StepRun:
@@ -373,8 +390,13 @@ class StepRun:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if exc is not None:
+            tracebacks.user_frames(exc)  # what leaves the cell shows the user's frames only
         try:
             self._finish(exc_type, exc, tb)
+        except BaseException as err:
+            tracebacks.user_frames(err)
+            raise
         finally:
             self._known, self._observation = {}, None  # release the objects they held
             self._release_lease()  # after the record: a waiting kernel replays it
@@ -385,32 +407,35 @@ class StepRun:
         engine = self.engine
         assert self._capture is not None
         self._capture.__exit__(exc_type, exc, tb)
-        if self._activities is not None:
-            self._activities.deactivate(self._activities_token)
-            if exc is not None:
-                try:
-                    self._activities.ended_by(exc)
-                except Exception as err:
-                    engine.warn(InternalWarning, f"step {self.name!r}: the journal could not "
-                                f"record how it ended ({type(err).__name__}: {err}).")
+        activities = self._activities
+        if activities is not None:
+            activities.deactivate(self._activities_token)
+            try:
+                if exc is not None:
+                    activities.ended_by(exc)
+                activities.journal.note_run(activities.from_journal)
+            except Exception as err:
+                engine.warn(InternalWarning, f"step {self.name!r}: the journal could not "
+                            f"record how it ended ({type(err).__name__}: {err}).")
         if self.key is None or exc is not None:
             # Not saved: what it changed must not keep the lineage tokens of its old content.
             engine.note_plain_cell(self.spec.source)
         if self.key is None:
             return
         duration = time.time() - self._started
+        saved = activities.saved if activities is not None else 0.0
         try:
             if exc is None:
-                self._save(duration)
+                self._save(duration, saved)
             else:
-                self._mark_failed(exc, duration)
+                self._mark_failed(exc, duration, saved)
         except KeyboardInterrupt:
             # Ctrl-C while a large value was being written: nothing half-written is visible
             # (blobs are renamed into place), the step is marked as not saved, and the
             # interrupt still stops a Run All, without a traceback from our internals.
             engine.note_plain_cell(self.spec.source)
             try:
-                self._mark_unsaved("saving was interrupted")
+                self._mark_unsaved("saving was interrupted", saved)
             except Exception as again:
                 engine.warn(InternalWarning, f"step {self.name!r}: its state could not be "
                             f"marked unsaved ({type(again).__name__}: {again}).")
@@ -423,10 +448,24 @@ class StepRun:
                         "run again next time.")
             engine.note_plain_cell(self.spec.source)
             try:
-                self._mark_unsaved(problem)
+                self._mark_unsaved(problem, saved)
             except Exception as again:
                 engine.warn(InternalWarning, f"step {self.name!r}: its state could not be "
                             f"marked unsaved ({type(again).__name__}: {again}).")
+        self._tell(mark.Mark(
+            step=self.name, session=self.session, state=mark.state_of(exc), duration=duration,
+            elapsed=duration, saved=saved,
+            activities=activities.count if activities is not None else 0,
+            resumed=len(activities.from_journal) if activities is not None else 0))
+
+    def _tell(self, what: mark.Mark) -> None:
+        """Publish the step's mark; a failure to is a warning (the step itself is done)."""
+        try:
+            mark.publish(self.engine.display_pub, what)
+        except Exception as err:
+            self.engine.warn(InternalWarning, f"step {self.name!r}: the frontend could not be "
+                             f"told how it ended ({type(err).__name__}: {err}); its badge "
+                             "follows at the next status poll.")
 
     def _new_pointer(self) -> StepPointer:
         engine = self.engine
@@ -453,21 +492,25 @@ class StepRun:
 
         engine.catalog.update_pointer(self.session, self.name, running)
 
-    def _mark_unsaved(self, problem: str) -> None:
+    def _mark_unsaved(self, problem: str, saved: float) -> None:
         def unsaved(ptr: StepPointer | None) -> StepPointer:
             ptr = ptr or self._new_pointer()
             ptr.state, ptr.last, ptr.error = "invalidated", "executed", problem
             ptr.runs += 1
+            ptr.saved += saved
             ptr.finished = time.time()
             return ptr
 
         self.engine.catalog.update_pointer(self.session, self.name, unsaved)
 
-    def _mark_failed(self, exc: BaseException, duration: float) -> None:
+    def _mark_failed(self, exc: BaseException, duration: float, saved: float) -> None:
+        """Ctrl-C (``KeyboardInterrupt``) is "interrupted", anything else "failed"."""
         def failed(ptr: StepPointer | None) -> StepPointer:
             ptr = ptr or self._new_pointer()
-            ptr.state, ptr.last, ptr.duration = "failed", "executed", duration
+            ptr.state = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            ptr.last, ptr.duration = "executed", duration
             ptr.runs += 1
+            ptr.saved += saved
             ptr.activities = self._activities.count if self._activities else 0
             ptr.finished, ptr.error = time.time(), f"{type(exc).__name__}: {exc}"
             return ptr
@@ -510,7 +553,7 @@ class StepRun:
                 "other outputs."))
         return warn
 
-    def _save(self, duration: float) -> None:
+    def _save(self, duration: float, time_saved: float) -> None:
         engine, key = self.engine, self.key
         assert key is not None and self._capture is not None
         bound, deleted, mutated, after = self._outputs()
@@ -552,20 +595,19 @@ class StepRun:
             record.journal = activities.log()
         engine.catalog.put_record(record)
         faults.point("record-written")
-        if activities is not None and record.complete:
-            activities.journal.clear()  # the record replays the whole step now
+        # The journal is kept (a run after ``invalidate`` takes its calls from it): the
+        # pointer keeps naming its execution.
 
         def done(ptr: StepPointer | None) -> StepPointer:
             ptr = ptr or self._new_pointer()
             ptr.state, ptr.last, ptr.key = "done", "executed", key
             ptr.runs += 1
+            ptr.saved += time_saved
             ptr.duration, ptr.size, ptr.finished = duration, size, record.finished
             ptr.activities, ptr.resumed = record.activities, record.resumed
             ptr.inputs, ptr.error = dict(self._inputs), None
             ptr.outputs = {n: e["token"] for n, e in entries.items()}
             ptr.revision = record.revision
-            if record.complete:  # its journal is cleared: the execution is over
-                ptr.execution = ptr.execution_version = ""
             if key not in ptr.keys:
                 ptr.keys.append(key)
             return ptr
@@ -579,16 +621,3 @@ def _default_name(cell_id: str | None, normalized: str) -> str:
     if cell_id:
         return f"cell-{cell_id[:8]}"
     return f"step-{keys.code_digest(normalized)[:8]}"
-
-
-def _publish_marker(engine: Engine, name: str, record: StepRecord) -> None:
-    """Say, above the replayed output, that it was replayed and what that saved."""
-    text = f"↻ replayed step {name!r} (ran {human_seconds(record.duration)}, skipped)"
-    if engine.display_pub is None:
-        print(text)
-        return
-    html = (f'<div class="kitteh-replayed" style="font-size:85%;opacity:0.7">↻ replayed step '
-            f"<b>{escape(name)}</b> · saved {human_seconds(record.duration)}</div>")
-    engine.display_pub.publish({"text/plain": text, "text/html": html},
-                               {"kitteh_magic": {"replayed": True, "step": name,
-                                                "saved": record.duration}})
