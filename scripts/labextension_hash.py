@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("labextension/src", "labextension/style", "labextension/package.json",
-           "labextension/tsconfig.json")
+SOURCES = ("labextension/src", "labextension/style", "labextension/schema",
+           "labextension/package.json", "labextension/tsconfig.json")
 STAMP = ROOT / "kitteh_magic" / "labextension" / "source-hash.txt"
 
 

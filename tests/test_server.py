@@ -143,7 +143,7 @@ async def test_unfinished_steps_count_their_journal(jp_fetch: Any, store_dir: Pa
     reply = await get(jp_fetch, "steps", path=NOTEBOOK)
     rows = {r["step"]: r for r in reply["steps"]}
     assert rows["plot"]["state"] == "interrupted" and rows["plot"]["journaled"] == 2
-    assert rows["load"]["journaled"] is None  # finished: its count is the pointer's
+    assert rows["load"]["journaled"] == 0  # finished, and its journal forgotten
 
     with Store(store_dir) as store:
         entry = JournalEntry(pos=2, callee="api.get", args="digest")

@@ -1,17 +1,20 @@
 """Which store and session belong to a notebook the server was asked about.
 
 Path logic with no ``jupyter_server`` import, so it is unit-testable on its own. The kernel
-learns its notebook from ``$JPY_SESSION_NAME``, which Jupyter Server builds by joining its root
-directory with the notebook's API path; :func:`resolve` builds the same string and hands it to
-:mod:`kitteh_magic.locate`, so the sidebar and the kernel name the same store and session.
-:func:`real_store` then follows the links on the way to the store, so that nothing a request
-opens lies outside the server root.
+learns its notebook from the binding the server writes for it (``binding.py``), else from
+``$JPY_SESSION_NAME``, which Jupyter Server builds by joining its root directory with the
+notebook's API path; :func:`resolve` builds the same string and hands it, with the notebook's
+``kitteh_magic`` metadata, to :func:`kitteh_magic.locate.resolve`, so the sidebar and the kernel
+name the same store and session. :func:`real_store` then follows the links on the way to the
+store, so that nothing a request opens lies outside the server root; a store that the metadata
+names outside the root is refused before that (the metadata is the client's word).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,29 +102,88 @@ def os_path(api_path: str, root_dir: str) -> str:
     return path
 
 
-def resolve(api_path: str, root_dir: str) -> NotebookStore:
+def resolve(api_path: str, root_dir: str,
+            metadata: Mapping[str, object] | None = None) -> NotebookStore:
     """The store and default session of the notebook at ``api_path``.
 
     Args:
         api_path: The notebook's API path.
         root_dir: The server's root directory.
+        metadata: The notebook's metadata (only its ``kitteh_magic`` key is read): the session
+            it names, and the store it names relative to its folder (:func:`locate.resolve`).
 
     Returns:
         Where the notebook's kernel keeps its steps, and under which session name.
 
     Raises:
+        PathOutside: The path, or the store its metadata names, is outside the root.
         PathRefused: See :func:`os_path`.
 
     >>> found = resolve("sub/a.ipynb", "/srv/root")
     >>> str(found.store), found.session
     ('/srv/root/sub/.kitteh', 'a.ipynb')
+    >>> resolve("sub/b.ipynb", "/srv/root", {"kitteh_magic": {"session": "a.ipynb"}}).session
+    'a.ipynb'
+    >>> resolve("a.ipynb", "/srv/root", {"kitteh_magic": {"store": "../x"}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    kitteh_magic.server.notebooks.PathOutside: the store '../x' that 'a.ipynb' names ...
     """
     notebook = os_path(api_path, root_dir)
-    store = locate.store_dir(notebook)
     configured = bool(os.environ.get(locate.STORE_ENV))
+    if not configured:  # the server's own store wins over the metadata's (locate.resolve)
+        _check_metadata_store(api_path, notebook, root_dir, metadata)
+    store, session = locate.resolve(notebook, metadata)
     within = os.path.realpath(store if configured else root_dir)
-    return NotebookStore(notebook, store, locate.session_name(notebook, store), Path(within),
-                         configured)
+    return NotebookStore(notebook, store, session, Path(within), configured)
+
+
+def _check_metadata_store(api_path: str, notebook: str, root_dir: str,
+                          metadata: Mapping[str, object] | None) -> None:
+    """Refuse a ``store`` in the metadata that leaves the root, whether or not it exists now."""
+    own = (metadata or {}).get(locate.METADATA_KEY)
+    value = own.get("store") if isinstance(own, Mapping) else None
+    if not isinstance(value, str) or not value.strip():
+        return
+    root = os.path.normpath(os.path.abspath(root_dir))
+    named = os.path.normpath(os.path.join(os.path.dirname(notebook), value))
+    if not (_inside(root, named) and _inside(os.path.realpath(root), os.path.realpath(named))):
+        raise PathOutside(f"the store {value!r} that {_shown(api_path)} names in its metadata "
+                          "is outside the server root; refusing it: keep the store inside the "
+                          "root, or remove metadata.kitteh_magic.store")
+
+
+def moved(old_path: str, new_path: str, root_dir: str,
+          metadata: Mapping[str, object] | None) -> tuple[dict[str, object], bool]:
+    """The ``kitteh_magic`` metadata a notebook needs after moving from ``old_path``.
+
+    The notebook keeps its session: the one its metadata names, else the name its old path gave.
+    Its store stays where it was: when the old store exists and is not the one the new place
+    gives by default, ``store`` is the old store's path relative to the notebook's new folder;
+    otherwise there is no ``store``.
+
+    Returns:
+        The new ``kitteh_magic`` metadata, and whether the old store exists.
+
+    Raises:
+        PathOutside, PathRefused: Either path is refused (:func:`os_path`), or the metadata's store
+            is outside the root.
+
+    >>> moved("a/nb.ipynb", "b/nb.ipynb", "/nonexistent", None)
+    ({'session': 'nb.ipynb'}, False)
+    """
+    old = resolve(old_path, root_dir, metadata)
+    notebook = os_path(new_path, root_dir)
+    own = (metadata or {}).get(locate.METADATA_KEY)
+    result: dict[str, object] = dict(own) if isinstance(own, Mapping) else {}
+    result["session"] = old.session
+    found = old.store.is_dir()
+    if old.configured:
+        return result, found
+    result.pop("store", None)
+    if found and (os.path.realpath(old.store)
+                  != os.path.realpath(locate.store_dir(notebook, env={}))):
+        result["store"] = Path(os.path.relpath(old.store, os.path.dirname(notebook))).as_posix()
+    return result, found
 
 
 STORE_PARTS = ("index",)

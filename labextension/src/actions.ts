@@ -1,17 +1,21 @@
 /**
- * What the sidebar's buttons do beyond the REST calls: talk to the
- * notebook's kernel, move to a cell, ask for confirmation.
+ * What the commands do beyond the REST calls: talk to the notebook's
+ * kernel, run cells, move to a cell, ask for confirmation.
  */
 import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
-import { NotebookPanel } from '@jupyterlab/notebook';
+import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { KernelMessage } from '@jupyterlab/services';
 
 import { DurableModel } from './model';
 
-/** Commands the sidebar runs; registered in `index.ts`. */
+/** The commands of the extension; registered in `commands.ts`. */
 export const CommandIDs = {
   restore: 'kitteh-magic:restore',
   reset: 'kitteh-magic:reset',
   invalidate: 'kitteh-magic:invalidate',
+  journal: 'kitteh-magic:show-journal',
+  runStale: 'kitteh-magic:run-stale',
+  showPanel: 'kitteh-magic:show-panel',
   jump: 'kitteh-magic:jump-to-step',
   refresh: 'kitteh-magic:refresh'
 } as const;
@@ -22,48 +26,64 @@ export const CommandIDs = {
  */
 export const RESTORE_CODE = '%load_ext kitteh_magic\n%durable restore';
 
+/** Steps in these states have a record that `%durable restore` loads. */
+const RESTORABLE = new Set(['done', 'replayed', 'stale']);
+
 /**
- * Run `%durable restore` in the notebook's kernel. Resolves when the kernel
- * finished (the model refreshes then), rejects when there is no kernel.
+ * Run `%durable restore` in the notebook's kernel, and say what it did. It
+ * restores the session the kernel uses: another session shown in the panel,
+ * or a session with nothing finished, is said so instead.
  */
-export async function restoreSession(
-  panel: NotebookPanel,
-  model: DurableModel
-): Promise<void> {
-  const kernel = panel.sessionContext.session?.kernel;
-  if (!kernel) {
+export async function restoreSession(panel: NotebookPanel, model: DurableModel): Promise<void> {
+  const session = model.session;
+  const own = model.defaultSession;
+  if (session !== null && own !== null && session !== own) {
     Notification.warning(
-      'No running kernel: start the kernel first, then restore the session.',
+      `Restore loads the session this notebook’s kernel uses (“${own}”), not “${session}”. ` +
+        `To restore “${session}”, run %durable session ${session} in the notebook first.`,
+      { autoClose: 8000 }
+    );
+    return;
+  }
+  const finished = model.steps.filter(row => RESTORABLE.has(row.state)).length;
+  if (finished === 0) {
+    Notification.info(
+      `Nothing to restore: session “${session ?? ''}” has no finished steps.`,
       { autoClose: 5000 }
     );
     return;
   }
-  const id = Notification.info('Restoring the durable session into the kernel…', {
+  const kernel = panel.sessionContext.session?.kernel;
+  if (!kernel) {
+    Notification.warning('No running kernel: start the kernel first, then restore the session.', {
+      autoClose: 5000
+    });
+    return;
+  }
+  const id = Notification.info(`Restoring ${finished} finished step${finished === 1 ? '' : 's'} into the kernel…`, {
     autoClose: false
   });
-  const future = kernel.requestExecute({
-    code: RESTORE_CODE,
-    silent: false,
-    store_history: false
-  });
+  const future = kernel.requestExecute({ code: RESTORE_CODE, silent: false, store_history: false });
+  let said = '';
+  future.onIOPub = (msg: KernelMessage.IIOPubMessage): void => {
+    if (KernelMessage.isStreamMsg(msg) && msg.content.name === 'stdout') {
+      said += msg.content.text;
+    }
+  };
   try {
     const reply = await future.done;
     const ok = reply.content.status === 'ok';
+    const report = said.trim().split('\n')[0] ?? '';
     Notification.update({
       id,
       message: ok
-        ? 'Session restored into the kernel.'
+        ? `Session “${session ?? ''}”: ${report || 'restored into the kernel'}.`
         : `Restore failed: ${errorText(reply.content)}`,
       type: ok ? 'success' : 'error',
-      autoClose: 4000
+      autoClose: 5000
     });
   } catch (error) {
-    Notification.update({
-      id,
-      message: `Restore failed: ${String(error)}`,
-      type: 'error',
-      autoClose: 6000
-    });
+    Notification.update({ id, message: `Restore failed: ${String(error)}`, type: 'error', autoClose: 6000 });
   }
   await model.refresh();
 }
@@ -74,10 +94,7 @@ function errorText(content: object): string {
 }
 
 /** Select and scroll to the cell with this id; false if the notebook has none. */
-export async function jumpToCell(
-  panel: NotebookPanel,
-  cellId: string
-): Promise<boolean> {
+export async function jumpToCell(panel: NotebookPanel, cellId: string): Promise<boolean> {
   const notebook = panel.content;
   const index = notebook.widgets.findIndex(cell => cell.model.id === cellId);
   if (index < 0) {
@@ -90,17 +107,92 @@ export async function jumpToCell(
   return true;
 }
 
+/** Run the cells of the stale steps, in notebook order; how many ran. */
+export async function runStale(panel: NotebookPanel, model: DurableModel): Promise<number> {
+  const stale = new Set(
+    model.steps.filter(row => row.state === 'stale' && row.cell_id !== null).map(row => row.cell_id)
+  );
+  const cells = panel.content.widgets.filter(cell => stale.has(cell.model.id));
+  if (cells.length === 0) {
+    Notification.info('No stale steps to run: every finished step matches its inputs.', {
+      autoClose: 4000
+    });
+    return 0;
+  }
+  await NotebookActions.runCells(panel.content, cells, panel.sessionContext);
+  await model.refresh();
+  return cells.length;
+}
+
+/**
+ * Ask, then invalidate a step: the dialog says whether its journal is kept,
+ * and a checkbox forgets it too.
+ */
+export async function confirmInvalidate(model: DurableModel, step: string): Promise<void> {
+  const row = model.row(step);
+  if (row === undefined) {
+    Notification.warning(`No durable step “${step}” in this session.`, { autoClose: 4000 });
+    return;
+  }
+  const calls = row.journaled ?? 0;
+  const plural = calls === 1 ? 'call' : 'calls';
+  const body =
+    `The next run of “${step}” executes its cell instead of replaying it.` +
+    (calls > 0
+      ? ` Its journal of ${calls} ${plural} is kept: a call made the same way is answered ` +
+        'from the journal instead of being made again (a paid API call is not paid twice).'
+      : ' It has no journaled calls.');
+  const result = await showDialog({
+    title: `Invalidate “${step}”?`,
+    body,
+    checkbox:
+      calls > 0
+        ? {
+            label: 'Also forget the journal (every call is made again)',
+            caption: 'Drop the recorded results of its calls too',
+            checked: false
+          }
+        : null,
+    buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Invalidate' })]
+  });
+  if (!result.button.accept) {
+    return;
+  }
+  const forget = result.isChecked === true;
+  const reply = await model.invalidate(step, forget);
+  if (reply === null) {
+    return;
+  }
+  if (!reply.invalidated) {
+    Notification.warning(`“${step}” was not invalidated: the session has no such step any more.`, {
+      autoClose: 5000
+    });
+    return;
+  }
+  const journal =
+    reply.journal > 0
+      ? `its journal of ${reply.journal} ${reply.journal === 1 ? 'call' : 'calls'} is kept`
+      : forget
+        ? 'its journal is forgotten'
+        : 'it has no journal';
+  Notification.success(`Invalidated “${step}”: its next run executes; ${journal}.`, {
+    autoClose: 5000
+  });
+}
+
 /** Ask, then reset the shown session. */
 export async function confirmReset(model: DurableModel): Promise<void> {
   const session = model.session;
   if (session === null) {
     return;
   }
+  const steps = model.totals.steps;
   const result = await showDialog({
     title: 'Reset durable session?',
     body:
       `This drops every saved step of session “${session}” ` +
-      `(${model.totals.steps} steps). The next run executes all of them again.`,
+      `(${steps} step${steps === 1 ? '' : 's'}) and their journals. ` +
+      'The next run executes all of them again.',
     buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Reset' })]
   });
   if (result.button.accept) {

@@ -1,13 +1,20 @@
 /**
  * Requests to the kitteh_magic server extension. `ServerConnection` adds
- * the base URL, the token and the XSRF header.
+ * the base URL, the token and the XSRF header. Every request names the
+ * notebook by its path and its durable metadata, so the server finds the
+ * store and session the notebook's kernel uses, wherever the notebook moved.
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import {
+  IBindingReply,
+  IDurableMetadata,
   IErrorReply,
   IInvalidateReply,
+  IJournalReply,
+  IMovedReply,
+  INotebookRef,
   IResetReply,
   ISessionsReply,
   IStepsReply
@@ -53,32 +60,82 @@ async function request<T>(
   return data as T;
 }
 
+/** The metadata as the server reads it: under its notebook-metadata key. */
+function wrapped(metadata: IDurableMetadata): { kitteh_magic: IDurableMetadata } {
+  return { kitteh_magic: metadata };
+}
+
+function get<T>(endpoint: string, notebook: INotebookRef, query: Record<string, string> = {}): Promise<T> {
+  const params = {
+    path: notebook.path,
+    metadata: JSON.stringify(wrapped(notebook.metadata)),
+    ...query
+  };
+  return request<T>(`${endpoint}${URLExt.objectToQueryString(params)}`);
+}
+
 function post<T>(endpoint: string, body: object): Promise<T> {
   return request<T>(endpoint, { method: 'POST', body: JSON.stringify(body) });
 }
 
-/** The sessions of the store that the notebook at `path` uses. */
-export function fetchSessions(path: string): Promise<ISessionsReply> {
-  return request<ISessionsReply>(`sessions${URLExt.objectToQueryString({ path })}`);
+/** The sessions of the store that the notebook uses. */
+export function fetchSessions(notebook: INotebookRef): Promise<ISessionsReply> {
+  return get<ISessionsReply>('sessions', notebook);
 }
 
 /** Status rows and totals of one session. */
-export function fetchSteps(path: string, session: string): Promise<IStepsReply> {
-  return request<IStepsReply>(
-    `steps${URLExt.objectToQueryString({ path, session })}`
-  );
+export function fetchSteps(notebook: INotebookRef, session: string): Promise<IStepsReply> {
+  return get<IStepsReply>('steps', notebook, { session });
 }
 
-/** Make the next run of a step execute. */
-export function invalidateStep(
-  path: string,
+/** The calls of a step's latest execution. */
+export function fetchJournal(
+  notebook: INotebookRef,
   session: string,
   step: string
+): Promise<IJournalReply> {
+  return get<IJournalReply>('journal', notebook, { session, step });
+}
+
+/** Make the next run of a step execute; its journal is kept unless forgotten. */
+export function invalidateStep(
+  notebook: INotebookRef,
+  session: string,
+  step: string,
+  forgetJournal: boolean
 ): Promise<IInvalidateReply> {
-  return post<IInvalidateReply>('invalidate', { path, session, step });
+  return post<IInvalidateReply>('invalidate', {
+    path: notebook.path,
+    metadata: wrapped(notebook.metadata),
+    session,
+    step,
+    forget_journal: forgetJournal
+  });
 }
 
 /** Drop every record of a session. */
-export function resetSession(path: string, session: string): Promise<IResetReply> {
-  return post<IResetReply>('reset', { path, session });
+export function resetSession(notebook: INotebookRef, session: string): Promise<IResetReply> {
+  return post<IResetReply>('reset', {
+    path: notebook.path,
+    metadata: wrapped(notebook.metadata),
+    session
+  });
+}
+
+/** Tell the notebook's running kernel which notebook it runs now. */
+export function bindKernel(notebook: INotebookRef, kernelId: string): Promise<IBindingReply> {
+  return post<IBindingReply>('binding', {
+    path: notebook.path,
+    metadata: wrapped(notebook.metadata),
+    kernel_id: kernelId
+  });
+}
+
+/** The metadata that keeps a notebook's session and store after it moved from `from`. */
+export function notebookMoved(from: string, notebook: INotebookRef): Promise<IMovedReply> {
+  return post<IMovedReply>('moved', {
+    from,
+    path: notebook.path,
+    metadata: wrapped(notebook.metadata)
+  });
 }

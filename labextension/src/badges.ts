@@ -1,15 +1,26 @@
 /**
  * A badge on each durable cell of the current notebook, from the model's
  * step rows matched by cell id: done, replayed (and the time it saved),
- * running, failed, stale, interrupted, invalidated.
+ * stored (finished, not loaded in the kernel), running, failed, stale,
+ * interrupted, invalidated. The figure saved is the row's, as the server
+ * sends it. Settings choose how cells are marked (a class on the body).
  */
 import { Cell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IDisposable } from '@lumino/disposable';
 
-import { STATE_GLYPHS, STATE_HELP, activityFact, calls, formatSeconds, formatSize } from './format';
+import {
+  STATE_GLYPHS,
+  STATE_HELP,
+  STORED_HELP,
+  activityFact,
+  calls,
+  formatSeconds,
+  formatSize,
+  shownState
+} from './format';
 import { DurableModel } from './model';
-import { IStepRow, STEP_STATES } from './tokens';
+import { IDurableSettings, IStepRow, STEP_STATES } from './tokens';
 
 const CELL_CLASS = 'km-DurableCell';
 const BADGE_CLASS = 'km-Badge';
@@ -18,6 +29,10 @@ const BADGE_CLASS = 'km-Badge';
 export function badgeText(row: IStepRow): string {
   const activities = activityFact(row);
   const count = activities === null ? '' : ` · ${calls(activities.count)}`;
+  if (shownState(row) === 'stored') {
+    const saved = row.saved >= 0.001 ? ` · saved ${formatSeconds(row.saved)}` : '';
+    return `stored · ${formatSeconds(row.duration)}${saved}${count}`;
+  }
   switch (row.state) {
     case 'done':
       return `durable · ${formatSeconds(row.duration)}${count}`;
@@ -34,7 +49,7 @@ export function badgeText(row: IStepRow): string {
 
 function badgeTitle(row: IStepRow): string {
   const lines = [
-    `step “${row.step}”: ${STATE_HELP[row.state] ?? row.state}`,
+    `step “${row.step}”: ${shownState(row) === 'stored' ? STORED_HELP : STATE_HELP[row.state] ?? row.state}`,
     `runs ${row.runs}, replays ${row.replays}, last run ${formatSeconds(row.duration)}`,
     `saved ${formatSeconds(row.saved)}, stored ${formatSize(row.size)}`
   ];
@@ -83,6 +98,8 @@ export function applyBadge(cell: Cell, row: IStepRow | undefined): boolean {
     header.append(badge);
   }
   badge.dataset.state = row.state;
+  badge.dataset.shown = shownState(row);
+  badge.dataset.saved = String(row.saved);
   badge.title = badgeTitle(row);
   badge.firstElementChild!.textContent = STATE_GLYPHS[row.state] ?? '?';
   badge.lastElementChild!.textContent = badgeText(row);
@@ -102,6 +119,14 @@ export class CellBadges implements IDisposable {
 
   get isDisposed(): boolean {
     return this._disposed;
+  }
+
+  /**
+   * How cells are marked: badges on or off, and their style. A class of the
+   * body, so a change applies at once to every notebook.
+   */
+  configure(settings: Pick<IDurableSettings, 'showBadges' | 'markerStyle'>): void {
+    document.body.dataset.kmMarkers = settings.showBadges ? settings.markerStyle : 'off';
   }
 
   /** Redraw every badge of the current notebook. */
@@ -127,6 +152,7 @@ export class CellBadges implements IDisposable {
       return;
     }
     this._disposed = true;
+    delete document.body.dataset.kmMarkers;
     this._watch(null);
     this._model.changed.disconnect(this.update, this);
     this._tracker.currentChanged.disconnect(this._follow, this);

@@ -68,6 +68,41 @@ export function formatSize(size: number): string {
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
+/**
+ * How long ago a Unix time was, for a record's age: `just now`, `45 s ago`,
+ * `3 min ago`, `2 h ago`, `4 d ago`.
+ */
+export function formatAge(unixSeconds: number, nowMs: number = Date.now()): string {
+  const seconds = Math.max(0, nowMs / 1000 - unixSeconds);
+  if (seconds < 10) {
+    return 'just now';
+  }
+  if (seconds < 60) {
+    return `${Math.floor(seconds)} s ago`;
+  }
+  if (seconds < 3600) {
+    return `${Math.floor(seconds / 60)} min ago`;
+  }
+  if (seconds < 86400) {
+    return `${Math.floor(seconds / 3600)} h ago`;
+  }
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+/**
+ * The state a row shows: a finished step whose values the kernel does not
+ * hold (it restarted since) is "stored", not "done" or "replayed".
+ */
+export function shownState(row: IStepRow): StepState | 'stored' {
+  const finished = row.state === 'done' || row.state === 'replayed';
+  return finished && row.loaded === false ? 'stored' : row.state;
+}
+
+/** What "stored" means, for tooltips. */
+export const STORED_HELP =
+  'stored: finished and saved, but not loaded in the running kernel (it restarted since); ' +
+  'running the cell replays it, Restore loads every stored step';
+
 /** A short glyph per state, drawn in the state's colour by the stylesheet. */
 export const STATE_GLYPHS: Readonly<Record<StepState, string>> = {
   done: '✓',

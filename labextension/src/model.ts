@@ -1,21 +1,52 @@
 /**
- * The state of the Durable sidebar for one notebook at a time: its store's
- * sessions, the selected session's steps and totals. Polls the server while
+ * The state of the Durable sidebar, badges and status bar for one notebook
+ * at a time: its store's sessions, the selected session's steps and totals,
+ * and its durable cells that have not run yet. Polls the server while
  * something asks for live data. No DOM here.
  */
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import * as api from './api';
-import { ISessionDoc, IStepRow, ITotals } from './tokens';
-
-/** How often to poll while live (the sidebar promises ≤ 2 s). */
-export const POLL_INTERVAL_MS = 1500;
+import { IDurableCell } from './cells';
+import {
+  DEFAULT_SETTINGS,
+  IDurableMetadata,
+  IInvalidateReply,
+  IJournalReply,
+  INotebookRef,
+  ISessionDoc,
+  IStepRow,
+  ITotals
+} from './tokens';
 
 const EMPTY_TOTALS: ITotals = { steps: 0, size: 0, saved: 0, duration: 0 };
 
+/** The shortest poll interval accepted: faster polls would only load the server. */
+export const MIN_POLL_INTERVAL_MS = 250;
+
 export class DurableModel implements IDisposable {
-  constructor(readonly interval: number = POLL_INTERVAL_MS) {}
+  constructor(interval: number = DEFAULT_SETTINGS.pollInterval) {
+    this._interval = Math.max(MIN_POLL_INTERVAL_MS, interval);
+  }
+
+  /** Milliseconds between reads while live; a change applies to the next wait. */
+  get interval(): number {
+    return this._interval;
+  }
+
+  set interval(value: number) {
+    const next = Math.max(MIN_POLL_INTERVAL_MS, value);
+    if (next === this._interval) {
+      return;
+    }
+    this._interval = next;
+    if (this._timer !== null) {
+      window.clearTimeout(this._timer);
+      this._timer = null;
+      this._schedule();
+    }
+  }
 
   /** Emits whenever what the model shows changed. */
   get changed(): ISignal<this, void> {
@@ -25,6 +56,11 @@ export class DurableModel implements IDisposable {
   /** The API path of the current notebook, or null without one. */
   get path(): string | null {
     return this._path;
+  }
+
+  /** The current notebook's durable metadata (`metadata.kitteh_magic`). */
+  get metadata(): IDurableMetadata {
+    return this._metadata;
   }
 
   /** The store directory on the server (known after the first answer). */
@@ -74,22 +110,60 @@ export class DurableModel implements IDisposable {
     return this._disposed;
   }
 
+  /**
+   * Durable cells of the notebook that no step of its session ran yet (none
+   * while another session is shown: they are this notebook's to run).
+   */
+  get pending(): ReadonlyArray<IDurableCell> {
+    if (this.session !== this._defaultSession) {
+      return [];
+    }
+    const steps = new Set(this._steps.map(row => row.step));
+    return this._cells.filter(
+      cell => !this._byCell.has(cell.cellId) && !(cell.step !== null && steps.has(cell.step))
+    );
+  }
+
+  /** How many steps of the shown session are in a state. */
+  count(state: IStepRow['state']): number {
+    return this._steps.filter(row => row.state === state).length;
+  }
+
   /** The step whose cell has this id (the latest, if several). */
   rowForCell(cellId: string): IStepRow | undefined {
     return this._byCell.get(cellId);
   }
 
-  /** Show another notebook (or none): forgets the picked session. */
-  setPath(path: string | null): void {
-    if (path === this._path) {
+  /** The row of a step of the shown session. */
+  row(step: string): IStepRow | undefined {
+    return this._steps.find(row => row.step === step);
+  }
+
+  /**
+   * Show another notebook (or none), or the same one with other metadata.
+   * Another path forgets the picked session and what was shown.
+   */
+  setNotebook(path: string | null, metadata: IDurableMetadata = {}): void {
+    const sameMetadata = JSON.stringify(metadata) === JSON.stringify(this._metadata);
+    if (path === this._path && sameMetadata) {
       return;
     }
+    if (path !== this._path) {
+      this._picked = null;
+      this._cells = [];
+      this._clear();
+    }
     this._path = path;
-    this._picked = null;
-    this._clear();
+    this._metadata = { ...metadata };
     this._emitIfChanged(true);
     void this.refresh();
     this._schedule();
+  }
+
+  /** The notebook's durable cells, read from its source (`cells.ts`). */
+  setCells(cells: IDurableCell[]): void {
+    this._cells = cells;
+    this._emitIfChanged(false);
   }
 
   /** Pick a session to show; null returns to the notebook's default. */
@@ -130,26 +204,36 @@ export class DurableModel implements IDisposable {
     }
   }
 
-  /** Make the next run of a step execute. */
-  async invalidate(step: string): Promise<boolean> {
-    const path = this._path;
+  /** Make the next run of a step execute; null without a notebook. */
+  async invalidate(step: string, forgetJournal: boolean): Promise<IInvalidateReply | null> {
+    const notebook = this._ref();
     const session = this.session;
-    if (path === null || session === null) {
-      return false;
+    if (notebook === null || session === null) {
+      return null;
     }
-    const reply = await api.invalidateStep(path, session, step);
+    const reply = await api.invalidateStep(notebook, session, step, forgetJournal);
     await this.refresh();
-    return reply.invalidated;
+    return reply;
+  }
+
+  /** The calls of a step of the shown session. */
+  async journal(step: string): Promise<IJournalReply | null> {
+    const notebook = this._ref();
+    const session = this.session;
+    if (notebook === null || session === null) {
+      return null;
+    }
+    return api.fetchJournal(notebook, session, step);
   }
 
   /** Drop the shown session's records; returns how many steps it had. */
   async reset(): Promise<number> {
-    const path = this._path;
+    const notebook = this._ref();
     const session = this.session;
-    if (path === null || session === null) {
+    if (notebook === null || session === null) {
       return 0;
     }
-    const reply = await api.resetSession(path, session);
+    const reply = await api.resetSession(notebook, session);
     await this.refresh();
     return reply.removed;
   }
@@ -164,16 +248,22 @@ export class DurableModel implements IDisposable {
     Signal.clearData(this);
   }
 
+  private _ref(): INotebookRef | null {
+    return this._path === null ? null : { path: this._path, metadata: this._metadata };
+  }
+
   private async _read(): Promise<void> {
-    const path = this._path;
-    if (path === null) {
+    const notebook = this._ref();
+    if (notebook === null) {
       return;
     }
+    const asked = JSON.stringify(notebook);
+    const path = notebook.path;
     try {
-      const listing = await api.fetchSessions(path);
+      const listing = await api.fetchSessions(notebook);
       const session = this._picked ?? listing.session;
-      const status = await api.fetchSteps(path, session);
-      if (path !== this._path || session !== this.sessionFor(listing.session)) {
+      const status = await api.fetchSteps(notebook, session);
+      if (asked !== JSON.stringify(this._ref()) || session !== this.sessionFor(listing.session)) {
         return; // the user moved on while we were reading
       }
       this._store = listing.store;
@@ -225,8 +315,10 @@ export class DurableModel implements IDisposable {
   private _emitIfChanged(force: boolean): void {
     const snapshot = JSON.stringify([
       this._path,
+      this._metadata,
       this.session,
       this._store,
+      this._cells,
       this._sessions,
       this._steps,
       this._totals,
@@ -249,11 +341,14 @@ export class DurableModel implements IDisposable {
         await this.refresh();
         this._timer = null;
         this._schedule();
-      }, this.interval);
+      }, this._interval);
     }
   }
 
+  private _interval: number;
   private _path: string | null = null;
+  private _metadata: IDurableMetadata = {};
+  private _cells: IDurableCell[] = [];
   private _picked: string | null = null;
   private _store: string | null = null;
   private _defaultSession: string | null = null;

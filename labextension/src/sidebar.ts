@@ -1,52 +1,27 @@
 /**
  * The "Durable" sidebar: the current notebook's session, its steps with
- * state, timings and sizes, and the actions on them.
+ * state, timings, sizes, saved variables and age, the durable cells that
+ * have not run yet, and the actions on them.
  */
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
+import { refreshIcon, runIcon } from '@jupyterlab/ui-components';
 
 import { CommandIDs } from './actions';
-import {
-  STATE_GLYPHS,
-  STATE_HELP,
-  activityFact,
-  formatSeconds,
-  formatSecondsShort,
-  formatSize,
-  leaseFact,
-  sessionLabel
-} from './format';
+import { button, el } from './dom';
+import { formatSeconds, formatSecondsShort, formatSize, sessionLabel, shownState } from './format';
 import { durableIcon } from './icons';
 import { DurableModel } from './model';
-import { IStepRow } from './tokens';
+import { IRowActions, matches, pendingRow, stepRow } from './steprow';
 
 export const SIDEBAR_ID = 'kitteh-magic-durable';
 
-/** Create an element with a class and optional text. */
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
+/** The filter box shows once the list is longer than this. */
+export const FILTER_FROM = 6;
 
-function button(label: string, title: string, className: string, run: () => void): HTMLButtonElement {
-  const node = el('button', `jp-Button jp-mod-minimal km-Button ${className}`, label);
-  node.type = 'button';
-  node.title = title;
-  node.addEventListener('click', event => {
-    event.stopPropagation();
-    run();
-  });
-  return node;
-}
+/** How often the records' ages are redrawn while the panel shows. */
+const AGE_REFRESH_MS = 30_000;
 
 export class DurableSidebar extends Widget {
   constructor(
@@ -58,12 +33,25 @@ export class DurableSidebar extends Widget {
     this.addClass('km-Sidebar');
     this.title.icon = durableIcon;
     this.title.caption = 'Durable steps of this notebook';
+    this._filter = el('input', 'jp-mod-styled km-Filter');
+    this._filter.type = 'search';
+    this._filter.placeholder = 'Filter steps by name or state';
+    this._filter.setAttribute('aria-label', 'Filter steps by name or state');
+    this._filter.dataset.focusKey = 'filter';
+    this._filter.addEventListener('input', () => this.update());
+    // The filter box stays in place between redraws, so typing in it keeps its focus.
+    this._top = el('div', 'km-Sidebar-top');
+    this._list = el('div', 'km-Sidebar-list');
+    this.node.append(this._top, this._filter, this._list);
+    this.node.setAttribute('role', 'region');
+    this.node.setAttribute('aria-label', 'Durable steps');
     model.changed.connect(this.update, this);
     this.update();
   }
 
   dispose(): void {
     this.model.changed.disconnect(this.update, this);
+    this._stopAges();
     super.dispose();
   }
 
@@ -71,33 +59,62 @@ export class DurableSidebar extends Widget {
     super.onAfterShow(msg);
     this.model.setDemand('sidebar', true);
     void this.model.refresh();
+    this._ages = window.setInterval(() => this.update(), AGE_REFRESH_MS);
   }
 
   protected onAfterHide(msg: Message): void {
     super.onAfterHide(msg);
     this.model.setDemand('sidebar', false);
+    this._stopAges();
   }
 
   protected onUpdateRequest(msg: Message): void {
     super.onUpdateRequest(msg);
-    this.node.replaceChildren(...this._render());
+    // Redrawing replaces the buttons: keep the keyboard where it was.
+    const focused = (document.activeElement as HTMLElement | null)?.dataset?.focusKey;
+    const inside = this.node.contains(document.activeElement);
+    const { top, list } = this._render();
+    this._top.replaceChildren(...top);
+    this._list.replaceChildren(...list);
+    if (inside && focused && document.activeElement !== this._filter) {
+      this.node.querySelector<HTMLElement>(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
+    }
   }
 
-  private _render(): HTMLElement[] {
+  private _stopAges(): void {
+    if (this._ages !== null) {
+      window.clearInterval(this._ages);
+      this._ages = null;
+    }
+  }
+
+  /** The parts above the filter box and the list below it; hides the box when not needed. */
+  private _render(): { top: HTMLElement[]; list: HTMLElement[] } {
+    this._filter.hidden = true;
     const model = this.model;
     const header = el('header', 'km-Sidebar-header');
     header.append(el('h2', 'km-Sidebar-title', 'Durable'));
     if (model.path === null) {
-      return [header, el('p', 'km-Sidebar-empty', 'Open a notebook to see its durable steps.')];
+      return {
+        top: [header, el('p', 'km-Sidebar-empty', 'Open a notebook to see its durable steps.')],
+        list: []
+      };
     }
     header.append(el('div', 'km-Sidebar-notebook', model.path));
+    if (!model.loaded) {
+      // Nothing is known yet: no totals, which would read as "0 steps, nothing saved".
+      const loading = el('p', 'km-Sidebar-empty km-Sidebar-loading', 'Reading the store…');
+      loading.setAttribute('aria-busy', 'true');
+      return { top: [header, loading], list: [] };
+    }
     const parts: HTMLElement[] = [header, this._sessionPicker(), this._totals(), this._actions()];
     if (model.error !== null) {
-      parts.push(el('div', 'km-Sidebar-error', model.error));
+      const error = el('div', 'km-Sidebar-error', model.error);
+      error.setAttribute('role', 'alert');
+      parts.push(error);
     }
-    if (!model.loaded) {
-      parts.push(el('p', 'km-Sidebar-empty', 'Loading…'));
-    } else if (model.steps.length === 0 && model.error === null) {
+    const pending = model.pending;
+    if (model.steps.length === 0 && pending.length === 0 && model.error === null) {
       parts.push(
         el(
           'p',
@@ -106,12 +123,36 @@ export class DurableSidebar extends Widget {
             '(after %load_ext kitteh_magic) and it appears here.'
         )
       );
-    } else {
-      const list = el('ul', 'km-StepList');
-      list.append(...model.steps.map(row => this._row(row)));
-      parts.push(list);
+      return { top: parts, list: [] };
     }
-    return parts;
+    const count = model.steps.length + pending.length;
+    if (count >= FILTER_FROM) {
+      this._filter.hidden = false;
+    } else {
+      this._filter.value = '';
+    }
+    const filter = this._filter.value;
+    const actions: IRowActions = {
+      jump: cellId => void this._commands.execute(CommandIDs.jump, { cellId }),
+      journal: step => void this._commands.execute(CommandIDs.journal, { step }),
+      invalidate: step => void this._commands.execute(CommandIDs.invalidate, { step })
+    };
+    const now = Date.now();
+    const items = [
+      ...model.steps
+        .filter(row => matches(filter, row.step, shownState(row)))
+        .map(row => stepRow(row, actions, now)),
+      ...pending
+        .filter(cell => matches(filter, cell.step ?? `cell ${cell.index + 1}`, 'not run'))
+        .map(cell => pendingRow(cell, actions))
+    ];
+    if (items.length === 0) {
+      return { top: parts, list: [el('p', 'km-Sidebar-empty', `No step matches “${filter.trim()}”.`)] };
+    }
+    const list = el('ul', 'km-StepList');
+    list.setAttribute('aria-label', 'Steps');
+    list.append(...items);
+    return { top: parts, list: [list] };
   }
 
   private _sessionPicker(): HTMLElement {
@@ -136,6 +177,8 @@ export class DurableSidebar extends Widget {
       return box;
     }
     const select = el('select', 'jp-mod-styled km-SessionPicker');
+    select.setAttribute('aria-label', 'Session');
+    select.dataset.focusKey = 'session';
     for (const name of names) {
       const option = el('option', '', name === mine ? `${label(name)} (this kernel)` : label(name));
       option.value = name;
@@ -161,12 +204,15 @@ export class DurableSidebar extends Widget {
       node.append(el('span', 'km-Total-value', value), el('span', 'km-Total-label', label));
       return node;
     };
+    const saved = item(formatSecondsShort(totals.saved), 'saved',
+      `Execution time that replays and resumed calls avoided: ${formatSeconds(totals.saved)}`,
+      'km-Total-saved');
+    saved.dataset.saved = String(totals.saved);
     box.append(
       item(String(totals.steps), totals.steps === 1 ? 'step' : 'steps',
         'Steps in this session', 'km-Total-steps'),
       item(formatSize(totals.size), 'stored', 'Stored size of the steps’ outputs', 'km-Total-size'),
-      item(formatSecondsShort(totals.saved), 'saved',
-        `Execution time that replays avoided: ${formatSeconds(totals.saved)}`, 'km-Total-saved')
+      saved
     );
     return box;
   }
@@ -174,74 +220,35 @@ export class DurableSidebar extends Widget {
   private _actions(): HTMLElement {
     const box = el('div', 'km-Actions');
     const run = (id: string) => () => void this._commands.execute(id);
-    box.append(
-      button('Restore', 'Restore every finished step into the running kernel (%durable restore)',
-        'km-Restore', run(CommandIDs.restore)),
-      button('Refresh', 'Read the store again', 'km-Refresh', run(CommandIDs.refresh)),
-      button('Reset…', 'Drop every saved step of this session', 'km-Reset', run(CommandIDs.reset))
+    const stale = this.model.count('stale');
+    const runStale = button(
+      stale > 0 ? `Run ${stale} stale` : 'Run stale',
+      stale > 0
+        ? `Run the cells of the ${stale} stale step${stale === 1 ? '' : 's'}, in notebook order`
+        : 'No stale steps: every finished step matches its inputs',
+      'km-RunStale',
+      run(CommandIDs.runStale)
     );
+    runStale.prepend(runIcon.element({ tag: 'span', className: 'km-ButtonIcon' }));
+    runStale.disabled = stale === 0;
+    const refresh = button('Refresh', 'Read the store again', 'km-Refresh',
+      run(CommandIDs.refresh), refreshIcon);
+    box.append(
+      button('Restore', 'Load every finished step of this session into the running kernel ' +
+        '(%durable restore), without running any cell', 'km-Restore', run(CommandIDs.restore)),
+      runStale,
+      button('Reset…', 'Drop every saved step of this session (asks first)', 'km-Reset',
+        run(CommandIDs.reset)),
+      refresh
+    );
+    for (const node of box.querySelectorAll<HTMLElement>('button')) {
+      node.dataset.focusKey = `action:${node.className}`;
+    }
     return box;
   }
 
-  private _row(row: IStepRow): HTMLElement {
-    const item = el('li', `km-Step km-state-${row.state}`);
-    item.dataset.step = row.step;
-    item.dataset.state = row.state;
-    const icon = el('span', 'km-StateIcon', STATE_GLYPHS[row.state] ?? '?');
-    icon.title = STATE_HELP[row.state] ?? row.state;
-    const name = el('span', 'km-Step-name', row.step);
-    name.title = row.cell_id ? `Go to the cell of “${row.step}”` : row.step;
-    if (row.cell_id) {
-      name.classList.add('km-mod-link');
-      const cellId = row.cell_id;
-      name.addEventListener('click', () => void this._commands.execute(CommandIDs.jump, { cellId }));
-    }
-    const state = el('span', 'km-Step-state', row.state);
-    const invalidate = button('✕', `Invalidate “${row.step}”: its next run executes`,
-      'km-Invalidate', () => void this._commands.execute(CommandIDs.invalidate, { step: row.step }));
-    invalidate.disabled = row.state === 'invalidated' || row.state === 'running';
-    const top = el('div', 'km-Step-top');
-    top.append(icon, name, state, invalidate);
-
-    const meta = el('div', 'km-Step-meta');
-    const fact = (text: string, title: string, className: string): void => {
-      const node = el('span', className, text);
-      node.title = title;
-      meta.append(node);
-    };
-    // An unfinished execution has no duration or size of its own yet: show the previous
-    // execution's, marked as such, and nothing when there was none.
-    const unfinished = row.state === 'running' || row.state === 'interrupted';
-    if (!unfinished) {
-      fact(formatSecondsShort(row.duration),
-        `duration of the last execution: ${formatSeconds(row.duration)}`, 'km-Step-duration');
-    } else if (row.duration > 0) {
-      fact(`last ${formatSecondsShort(row.duration)}`,
-        `duration of the previous execution: ${formatSeconds(row.duration)}`, 'km-Step-duration');
-    }
-    if (row.saved >= 0.001) {
-      fact(`saved ${formatSecondsShort(row.saved)}`,
-        `time saved by ${row.replays} replay${row.replays === 1 ? '' : 's'}: ` +
-          formatSeconds(row.saved), 'km-Step-saved');
-    }
-    if (!unfinished || row.size > 0) {
-      fact(formatSize(row.size), 'stored size of its outputs', 'km-Step-size');
-    }
-    const lease = leaseFact(row);
-    if (lease !== null) {
-      fact(lease.text, lease.title, 'km-Step-lease');
-      item.dataset.holder = String(row.holder?.pid ?? '');
-      item.dataset.waiters = String(row.waiters?.length ?? 0);
-    }
-    const activities = activityFact(row);
-    if (activities !== null) {
-      fact(activities.text, activities.title, 'km-Step-activities');
-      item.dataset.activities = String(activities.count);
-    }
-    item.append(top, meta);
-    if (row.error) {
-      item.append(el('div', 'km-Step-error', row.error));
-    }
-    return item;
-  }
+  private _filter: HTMLInputElement;
+  private _top: HTMLElement;
+  private _list: HTMLElement;
+  private _ages: number | null = null;
 }

@@ -54,9 +54,10 @@ export interface IStepRow {
   /** How many of those the last execution took from an earlier run's journal. */
   resumed: number;
   /**
-   * Running or interrupted steps only (else null): journal entries written
-   * so far by the unfinished execution, counted live by the server (the
-   * kernel writes the step's pointer at start and end only).
+   * Journal entries of the step's latest execution, counted by the server:
+   * live while it runs, the calls an interrupted run finished, and, once it
+   * finished, the calls a run after invalidate takes from the journal (a
+   * journal is kept until forgotten). Null from older servers.
    */
   journaled: number | null;
   /** Unix times (seconds). */
@@ -68,6 +69,15 @@ export interface IStepRow {
   holder: ILeaseParty | null;
   /** Live kernels waiting for it: they replay its record when it finishes. */
   waiters: ILeaseParty[];
+  /** Names of the variables the step saved (absent from servers before issue 10). */
+  outputs?: string[];
+  /** Why a stale step is stale (which input changed), else null. */
+  stale_reason?: string | null;
+  /**
+   * Whether the kernel that last ran or replayed it still holds its values; false after a
+   * restart with nothing run (the values are only stored). Null or absent when unknown.
+   */
+  loaded?: boolean | null;
 }
 
 /** Sums over a session's steps. */
@@ -108,7 +118,100 @@ export interface IInvalidateReply {
   session: string;
   step: string;
   invalidated: boolean;
+  /** Journal entries kept for the step's next run (0 once forgotten). */
+  journal: number;
 }
+
+/** One call of a step's journal (`Catalog.journal_view`). */
+export interface IJournalCall {
+  /** `3`: the third call of the main line; `map0[17]:1` on a branch. */
+  label: string;
+  /** The callee, `module.qualname`. */
+  call: string;
+  /** Seconds, retries included. */
+  duration: number;
+  attempts: number;
+  outcome: 'ok' | 'error' | 'started';
+  /** The step's latest run took it from the journal instead of making the call. */
+  from_journal: boolean;
+  /** Unix time it ended (began, for `started`). */
+  finished: number;
+  branch: string;
+  effect: boolean;
+  error: string | null;
+  unsaved: string | null;
+}
+
+/** `GET /kitteh-magic/journal?path=&step=`. */
+export interface IJournalReply {
+  session: string;
+  step: string;
+  /** The step's state as its kernel wrote it. */
+  state: string;
+  calls: IJournalCall[];
+}
+
+/** A notebook's own metadata (`metadata.kitteh_magic`, `kitteh_magic/locate.py`). */
+export interface IDurableMetadata {
+  /** The session it keeps across renames; the name its path gave when first written. */
+  session?: string;
+  /** Its store's folder relative to the notebook's, once it moved away from it. */
+  store?: string;
+}
+
+/** Which notebook a request is about: its path and its durable metadata. */
+export interface INotebookRef {
+  path: string;
+  metadata: IDurableMetadata;
+}
+
+/** `POST /kitteh-magic/binding`. */
+export interface IBindingReply {
+  kernel_id: string;
+  session: string;
+  store: string;
+}
+
+/** `POST /kitteh-magic/moved`. */
+export interface IMovedReply {
+  metadata: { kitteh_magic: IDurableMetadata };
+  /** Whether the store of the old place exists. */
+  store_found: boolean;
+}
+
+/**
+ * The step mark a kernel sends on IOPub when a step executed or replayed
+ * (ARCHITECTURE, "the replay mark is not an output"): an `update_display_data`
+ * for this display id, which frontends drop since they never showed it.
+ */
+export const STEP_MARK_DISPLAY_ID = 'kitteh-magic-step';
+export const STEP_MARK_MIME = 'application/vnd.kitteh-magic.step+json';
+
+export interface IStepMark {
+  step: string;
+  state: 'executed' | 'replayed';
+  duration: number;
+  saved: number;
+  activities: number;
+  resumed: number;
+}
+
+/** How durable cells are marked (Settings Editor). */
+export type MarkerStyle = 'badge-and-outline' | 'badge' | 'outline';
+
+/** The extension's settings (`schema/plugin.json`). */
+export interface IDurableSettings {
+  /** Milliseconds between reads of the store while live. */
+  pollInterval: number;
+  showBadges: boolean;
+  markerStyle: MarkerStyle;
+}
+
+export const DEFAULT_SETTINGS: IDurableSettings = {
+  pollInterval: 1500,
+  showBadges: true,
+  markerStyle: 'badge-and-outline'
+};
 
 /** `POST /kitteh-magic/reset`. */
 export interface IResetReply {

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from conftest import Lab
 
+from kitteh_magic.status import HOST
 from kitteh_magic.steps.catalog import Catalog
 from kitteh_magic.steps.records import JournalEntry, StepPointer, entry_key, pointer_key
 from kitteh_magic.store import Store
@@ -70,12 +73,16 @@ def seed(lab: Lab, folder: str) -> tuple[str, Path]:
                        + [("cell-plain", "print('not durable')")])
     directory = lab.root / folder / ".kitteh"
     now = time.time()
+    # The finished steps were run by a live process (this one): their values count as loaded,
+    # except "load"'s, whose kernel is gone (a restart): the panel calls it "stored".
+    live = dict(pid=os.getpid(), proc_start=psutil.Process().create_time(), host=HOST)
     states: dict[str, dict[str, Any]] = {
-        "load": dict(state="done", duration=12.3, size=4 * 2**20, activities=3, runs=1),
+        "load": dict(state="done", duration=12.3, size=4 * 2**20, activities=3, runs=1,
+                     pid=2**22 + 4320, proc_start=1.0, host=""),
         "clean": dict(state="done", last="replayed", duration=42.0, saved=126.0, replays=3,
-                      runs=1, size=2 * 2**20, outputs={"df": "new"}, finished=now - 10),
+                      runs=1, size=2 * 2**20, outputs={"df": "new"}, finished=now - 10, **live),
         "features": dict(state="done", duration=3.1, size=512 * 1024, runs=1,
-                         inputs={"df": "t:old"}, finished=now - 60),
+                         inputs={"df": "t:old"}, finished=now - 60, **live),
         "train": dict(state="failed", duration=7.5, runs=2, activities=5,
                       error="ValueError: Input contains NaN"),
         # A kernel that is gone left this one "running": status derives "interrupted".
@@ -110,6 +117,13 @@ def test_panel_shows_every_state_and_badges(page: Any, lab: Lab, artifacts: Path
                 "plot": "interrupted", "report": "invalidated"}
     for step, state in expected.items():
         row(page, step, state).wait_for()
+    # Finished, but its kernel is gone: stored, not loaded.
+    assert row(page, "load").get_attribute("data-shown") == "stored"
+    assert row(page, "clean").get_attribute("data-shown") == "replayed"
+    assert row(page, "clean").locator(".km-Step-outputs").inner_text() == "saved df"
+    assert "df changed: step 'clean' made a new df" in row(page, "features").locator(
+        ".km-Step-reason").inner_text()
+    assert re.fullmatch(r"[1-5]\d s ago", row(page, "clean").locator(".km-Step-age").inner_text())
     assert page.locator(f"{PANEL} .km-Step").count() == len(expected)
     assert page.inner_text(f"{PANEL} .km-Total-steps .km-Total-value") == "6"
     # Compact durations in the narrow panel, the long form in tooltips.
@@ -146,7 +160,7 @@ def test_panel_shows_every_state_and_badges(page: Any, lab: Lab, artifacts: Path
     }""", PANEL)
     assert fits == {"picker": True, "oneLine": True, "unclipped": True}
     assert "replayed · saved 2 min 06 s" in badge(page, "clean").inner_text()
-    assert "durable · 12.3 s" in badge(page, "load").inner_text()
+    assert "stored · 12.3 s · 3 calls" in badge(page, "load").inner_text()
     assert badge(page, "train").inner_text().endswith("failed")
     assert page.locator(".jp-Cell:not([data-km-step]) .km-Badge").count() == 0
     page.screenshot(path=str(artifacts / "sidebar-states-light.png"))
@@ -208,7 +222,9 @@ def test_run_restart_replay_invalidate_restore_reset(
         ("c-check", "print('x is', x)"),
     ])
     open_notebook(page, lab, notebook)
-    page.wait_for_selector(f"{PANEL} .km-Sidebar-empty")
+    # Nothing ran yet: the durable cells are listed as not run.
+    page.wait_for_function(
+        f"document.querySelectorAll('{PANEL} .km-Step[data-state=\"not-run\"]').length === 2")
 
     # Run everything: the panel shows the step running, and it ends only once the test has
     # seen that.
@@ -239,8 +255,10 @@ def test_run_restart_replay_invalidate_restore_reset(
     row(page, "double").locator(".km-Step-name").click()
     page.wait_for_selector('.jp-Cell.jp-mod-active[data-km-step="double"]')
 
-    # Invalidate a step from the panel.
+    # Invalidate a step from the panel, after confirming.
     row(page, "double").locator(".km-Invalidate").click()
+    page.wait_for_selector(".jp-Dialog :text('It has no journaled calls.')")
+    accept_dialog(page)
     row(page, "double", "invalidated").wait_for(timeout=5_000)
 
     # Restore into a fresh kernel without running any durable cell.
@@ -259,7 +277,8 @@ def test_run_restart_replay_invalidate_restore_reset(
     page.click(f"{PANEL} .km-Reset")
     page.wait_for_selector(".jp-Dialog :text('Reset durable session?')")
     accept_dialog(page)
-    page.wait_for_selector(f"{PANEL} .km-Sidebar-empty")
+    page.wait_for_function(
+        f"document.querySelectorAll('{PANEL} .km-Step[data-state=\"not-run\"]').length === 2")
     assert badge(page, "load").count() == 0
 
 
@@ -278,7 +297,7 @@ def test_activities_counted_live_then_replayed_after_restart(
     notebook = "acts/calls.ipynb"
     lab.write_notebook(notebook, [("a-setup", "%load_ext kitteh_magic"), ("a-calls", ASK)])
     open_notebook(page, lab, notebook)
-    page.wait_for_selector(f"{PANEL} .km-Sidebar-empty")
+    page.wait_for_selector(f'{PANEL} .km-Step[data-state="not-run"]')
 
     # While the cell runs, the count comes from the journal (one entry per finished call):
     # seen between the first and the last of the five 0.6 s calls.
@@ -301,8 +320,9 @@ def test_activities_counted_live_then_replayed_after_restart(
     accept_dialog(page)
     wait_for_kernel(page)
     menu(page, "Run", "Run All Cells")
-    output_of(page, 1).filter(has_text="↻ replayed").wait_for(timeout=10_000)
-    output_of(page, 1).filter(has_text="[0, 1, 4, 9, 16]").wait_for()
+    output_of(page, 1).filter(has_text="[0, 1, 4, 9, 16]").wait_for(timeout=10_000)
+    # "Replayed" is the badge's to say: the outputs are the original run's.
+    assert [o.inner_text() for o in output_of(page, 1).all()] == ["[0, 1, 4, 9, 16]"]
     replayed = row(page, "calls", "replayed")
     replayed.wait_for(timeout=5_000)
     assert replayed.get_attribute("data-activities") == "5"
