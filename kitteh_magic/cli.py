@@ -1,30 +1,57 @@
 """The ``kitteh-magic`` command: run notebooks headless, inspect and maintain stores.
 
+  kitteh-magic run NB.ipynb [-o OUT.ipynb|-] [-p NAME VALUE]... [-r NAME VALUE]...
+                   [-y YAML]... [-f FILE.yaml]... [--session S] [--max-restarts N]
+                   [--timeout SECONDS] [--json] [-q|--progress]
+  kitteh-magic status [PATH] [--json]
+  kitteh-magic log PATH STEP [--session S] [--json]
+  kitteh-magic invalidate PATH (STEP | --all) [--forget-journal] [--session S]
+  kitteh-magic gc [PATH] [--max-size SIZE]
+  kitteh-magic clear [PATH] [--yes]
+  kitteh-magic verify [PATH] [--repair]
+
+PATH is a notebook (its store and session, from its metadata or else its path), a folder with
+a .kitteh/ store, or a store folder (all its sessions; log and invalidate then need --session).
+
+run, as papermill does: -p values are typed (True/False, None, int, float, else a string), -r
+values stay strings, -y and -f give YAML mappings; later sources win (files, -y, -p, -r). They
+are assigned in a new cell tagged injected-parameters after the cell tagged parameters (at the
+top when no cell has that tag). -o writes the executed notebook (-o - to stdout); without -o
+it is not written, and a line on stderr says so. The summary goes to stdout (to stderr with
+-o -): steps executed and replayed, time saved, restarts, the failed cell; --json prints it
+as one JSON object. A failed cell's traceback goes to stderr, in colour only on a terminal
+(and never with NO_COLOR set). The progress bar is shown when stderr is a terminal.
+
 Every mistake and every damaged store is one line on stderr, never a traceback. Exit codes: 0
-done; 1 the command failed (or ``verify`` found damage, or a ``run`` had failing cells); 2 a
-usage error (bad arguments, no notebook, no store). ``status``, ``gc`` and ``clear`` report the
-damaged items they meet, one line each, skip or repair them and carry on (exit 0).
+done; 1 the command failed (a cell of a run failed, verify found damage, clear was not
+confirmed); 2 bad usage or input (bad arguments or parameters, no such file, not a notebook,
+no store, clear without --yes when stdin is not a terminal). status, gc and clear report the
+damaged items they meet, one line each, skip or repair them and carry on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import locate
 from .errors import KittehError, KittehWarning
+from .maintenance import parse_size
+from .status import count
 
 if TYPE_CHECKING:
+    from .steps.records import StepPointer
     from .store import Store
 
 
 class UsageError(Exception):
-    """A mistake in the command line: exit code 2."""
+    """A mistake in the command line or its input: exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,20 +61,38 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _size(text: str) -> int:
-    from .maintenance import parse_size
+def whole_number(text: str) -> int:
+    """A count or a number of seconds given on the command line (0 or more).
 
+    Raises:
+        argparse.ArgumentTypeError: not a whole number of 0 or more (argparse shows this).
+    """
     try:
-        return parse_size(text)
-    except ValueError as exc:  # argparse shows only an ArgumentTypeError's own message
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a whole number of 0 or more: {text!r}")
+    return value
+
+
+def _colour(stream: TextIO) -> bool:
+    """Whether to keep terminal colours on ``stream``: a terminal, and no ``$NO_COLOR``."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+# -- where: a notebook, a folder or a store -----------------------------------------------------
 
 
 def _store_and_sessions(path: Path) -> tuple[Path, list[str] | None]:
     """A notebook means its store and its session; a directory means a store, all sessions."""
-    if path.suffix == ".ipynb":
-        store = locate.store_dir(path)
-        return store, [locate.session_name(path, store)]
+    if not path.exists():
+        raise UsageError(f"no such file or folder: {path}")
+    if path.is_file():
+        if path.suffix != ".ipynb":
+            raise UsageError(f"{path} is neither a notebook (.ipynb) nor a folder")
+        store, session = locate.resolve(path, locate.read_metadata(path))
+        return store, [session]
     if (path / locate.STORE_DIRNAME).is_dir():
         path = path / locate.STORE_DIRNAME
     return path, None
@@ -70,15 +115,72 @@ def _open(path: Path) -> tuple[Store, list[str], list[str]]:
     return store, names, [describe(err) for err in damaged]
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_notebook
+def _one_session(args: argparse.Namespace) -> tuple[Store, str]:
+    """The store and the one session ``log`` and ``invalidate`` act on."""
+    store, sessions, _ = _open(args.path)
+    if args.session:
+        return store, args.session
+    if len(sessions) == 1 and args.path.is_file():
+        return store, sessions[0]
+    names = ", ".join(repr(s) for s in sessions[:5]) + (", ..." if len(sessions) > 5 else "")
+    raise UsageError(f"{args.path} is a store: name the session with --session "
+                     f"(sessions: {names or 'none'})")
 
-    if not args.notebook.is_file():
-        raise UsageError(f"no notebook at {args.notebook}")
-    summary = run_notebook(args.notebook, output=args.output, session=args.session,
-                           max_restarts=args.max_restarts, timeout=args.timeout,
-                           progress=not args.quiet)
-    print(summary)
+
+def _step_of(store: Store, session: str, step: str) -> StepPointer:
+    """A step's pointer; UsageError naming the session's steps when it has no such step."""
+    from .steps.catalog import Catalog
+
+    catalog = Catalog(store)
+    ptr = catalog.pointer(session, step)
+    if ptr is None:
+        names = ", ".join(p.step for p in catalog.steps(session))
+        raise UsageError(f"no step {step!r} in session {session!r} (steps: {names or 'none'})")
+    return ptr
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Exit 1 when a cell failed (the summary names it)."""
+    from . import parameters
+
+    to_stdout = args.output is not None and str(args.output) == "-"
+    if to_stdout and args.json:
+        raise UsageError("-o - and --json both write to stdout: write the notebook to a file")
+    try:
+        values = parameters.collect(args.parameters_file or (), args.parameters_yaml or (),
+                                    args.parameters or (), args.parameters_raw or ())
+    except parameters.ParameterError as exc:
+        raise UsageError(str(exc)) from exc
+    from .runner import NotebookInputError, read_notebook, run_notebook, strip_ansi  # nbclient
+
+    try:
+        nb = read_notebook(args.notebook)
+    except NotebookInputError as exc:
+        raise UsageError(str(exc)) from exc
+    if values and not parameters.has_parameters_cell(nb):
+        _say(args, "no cell is tagged 'parameters': the parameters are injected at the top")
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    try:
+        summary = run_notebook(args.notebook, output=None if to_stdout else args.output,
+                               session=args.session, max_restarts=args.max_restarts,
+                               timeout=args.timeout, progress=progress, parameters=values, nb=nb)
+    except NotebookInputError as exc:  # its kernel is not installed
+        raise UsageError(str(exc)) from exc
+    if summary.failed and summary.failed.traceback:
+        text = "\n".join(summary.failed.traceback)
+        print(text if _colour(sys.stderr) else strip_ansi(text), file=sys.stderr)
+    if to_stdout:
+        import nbformat
+
+        nbformat.write(summary.nb, sys.stdout)
+        sys.stdout.write("\n")
+    elif args.output is None:
+        _say(args, "the executed notebook is not written: give -o OUT.ipynb (or -o - for stdout)")
+    shown = json.dumps(summary.to_json(), indent=2) if args.json else str(summary)
+    print(shown, file=sys.stderr if to_stdout else sys.stdout)
     return 1 if summary.failed else 0
 
 
@@ -92,9 +194,52 @@ def cmd_status(args: argparse.Namespace) -> int:
     reports = [session_status(store, name) for name in sessions]
     if args.json:
         print(json.dumps(reports, indent=2))
+        return 0
+    texts = []
+    for report in reports:
+        # Why a step is invalidated or failed (gc trimmed it, its error): the table has no room.
+        why = [f"step {row['step']!r} {row['state']}: {row['error']}" for row in report["steps"]
+               if row.get("error") and row["state"] in ("invalidated", "failed")]
+        texts.append("\n".join([render_text(report), *why]))
+    print("\n\n".join(texts) or "no sessions")
+    print(store_text(store))
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """The calls of a step's latest execution (``%durable log``'s text, or JSON)."""
+    from .status import journal_source, render_journal
+    from .steps.catalog import Catalog
+
+    store, session = _one_session(args)
+    source = journal_source(_step_of(store, session, args.step).state)
+    calls = Catalog(store).journal_view(session, args.step)
+    if args.json:
+        print(json.dumps({"session": session, "step": args.step, "source": source,
+                          "calls": calls}, indent=2))
     else:
-        print("\n\n".join(render_text(r) for r in reports) or "no sessions")
-        print(store_text(store))
+        print(render_journal(args.step, calls, source))
+    return 0
+
+
+def cmd_invalidate(args: argparse.Namespace) -> int:
+    from .steps.catalog import Catalog
+
+    if bool(args.all) == bool(args.step):
+        raise UsageError("give a STEP or --all (not both)")
+    store, session = _one_session(args)
+    catalog = Catalog(store)
+    journal = ("its journal is forgotten: every call is made again" if args.forget_journal
+               else "calls already journaled are answered from the journal")
+    if args.all:
+        done = catalog.invalidate_all(session, forget_journal=args.forget_journal)
+        print(f"invalidated {count(done, 'step')} of session {session!r}: their next run "
+              f"executes; {journal.replace('its journal is', 'their journals are')}")
+        return 0
+    _step_of(store, session, args.step)
+    catalog.invalidate(session, args.step, forget_journal=args.forget_journal)
+    print(f"invalidated step {args.step!r} of session {session!r}: its next run executes; "
+          f"{journal}")
     return 0
 
 
@@ -107,9 +252,25 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
+    """Asks first on a terminal; elsewhere needs ``--yes``. Exit 1 when not confirmed."""
     from .maintenance import clear
+    from .status import human_size, read_steps
 
     store, sessions, _ = _open(args.path)  # damaged session documents are cleared all the same
+    if not sessions:
+        print(f"no sessions in {store.directory}: nothing to clear")
+        return 0
+    steps = [ptr for name in sessions for ptr in read_steps(store, name)[0]]
+    what = (f"{count(len(sessions), 'session')} ({count(len(steps), 'step')}, "
+            f"{human_size(sum(p.size for p in steps))}) in {store.directory}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"this would delete {what}: add --yes to confirm (stdin is not a "
+                             "terminal, so it cannot ask)")
+        print(f"delete {what}? [y/N] ", end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            _say(args, "not confirmed: nothing deleted")
+            return 1
     print(clear(store, sessions))
     return 0
 
@@ -124,20 +285,46 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if report.damaged else 0
 
 
+# -- the parser ---------------------------------------------------------------------------------
+
+
+def _run_parser(sub: Any) -> None:
+    run = sub.add_parser("run", help="execute a notebook headless, every code cell durable")
+    run.add_argument("notebook", type=Path, metavar="NB.ipynb")
+    run.add_argument("-o", "--output", type=Path, metavar="OUT.ipynb",
+                     help="write the executed notebook here (- for stdout); default: not written")
+    params = run.add_argument_group("parameters (as papermill takes them)")
+    params.add_argument("-p", "--parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                        help="a parameter, typed: True/False, None, int, float, else a string")
+    params.add_argument("-r", "--parameters-raw", "--parameters_raw", nargs=2, action="append",
+                        metavar=("NAME", "VALUE"), dest="parameters_raw",
+                        help="a parameter kept a string")
+    params.add_argument("-y", "--parameters-yaml", "--parameters_yaml", action="append",
+                        metavar="YAML", dest="parameters_yaml", help="parameters as a YAML mapping")
+    params.add_argument("-f", "--parameters-file", "--parameters_file", action="append",
+                        type=Path, metavar="FILE", dest="parameters_file",
+                        help="parameters from a YAML file")
+    run.add_argument("--session", help="session name (default: the notebook's)")
+    run.add_argument("--max-restarts", type=whole_number, default=3, metavar="N",
+                     help="restart a dead kernel and resume up to N times (default 3)")
+    run.add_argument("--timeout", type=whole_number, default=None, metavar="SECONDS",
+                     help="seconds a cell may run")
+    run.add_argument("--json", action="store_true", help="the summary as one JSON object")
+    bar = run.add_mutually_exclusive_group()
+    bar.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None,
+                     help="no progress bar")
+    bar.add_argument("--progress", dest="progress", action="store_true",
+                     help="a progress bar even when stderr is not a terminal")
+    run.set_defaults(func=cmd_run)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     main = _Parser(prog="kitteh-magic", description=(__doc__ or "").replace("``", ""),
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = main.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="execute a notebook headless, every code cell durable")
-    run.add_argument("notebook", type=Path)
-    run.add_argument("-o", "--output", type=Path, help="write the executed notebook here")
-    run.add_argument("--session", help="session name (default: the notebook's)")
-    run.add_argument("--max-restarts", type=int, default=3,
-                     help="restart a dead kernel and resume up to N times (default 3)")
-    run.add_argument("--timeout", type=int, default=None, help="seconds per cell")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    run.set_defaults(func=cmd_run)
+    _run_parser(sub)
+    where = "a notebook, a folder with .kitteh/, or a store"
     for name, func, text in (("status", cmd_status, "sessions and steps of a notebook or store"),
                              ("gc", cmd_gc, "repair damage; drop records no session uses, "
                                             "values no record uses, dead writers' files"),
@@ -145,17 +332,32 @@ def parser() -> argparse.ArgumentParser:
                              ("verify", cmd_verify, "check the whole store, every value in "
                                                     "full (exit 1: damage found)")):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("path", type=Path, nargs="?", default=Path.cwd(),
-                         help="a notebook, a folder with .kitteh/, or a store")
+        cmd.add_argument("path", type=Path, nargs="?", default=Path.cwd(), help=where)
         cmd.set_defaults(func=func)
         if name == "status":
             cmd.add_argument("--json", action="store_true")
         if name == "gc":
-            cmd.add_argument("--max-size", type=_size, help="trim the store to this size")
+            cmd.add_argument("--max-size", type=parse_size, metavar="SIZE",
+                             help="trim the store to this size (500MB, 2GB)")
+        if name == "clear":
+            cmd.add_argument("-y", "--yes", action="store_true",
+                             help="do not ask (needed when stdin is not a terminal)")
         if name == "verify":
             cmd.add_argument("--repair", action="store_true",
                              help="drop damaged values, then gc: the steps that needed them "
                              "run again")
+    log = sub.add_parser("log", help="the activity journal of a step")
+    inv = sub.add_parser("invalidate", help="make steps execute on their next run")
+    for cmd in (log, inv):
+        cmd.add_argument("path", type=Path, help=where)
+        cmd.add_argument("step", nargs="?" if cmd is inv else None, help="the step's name")
+        cmd.add_argument("--session", help="the session (default: the notebook's)")
+    log.add_argument("--json", action="store_true")
+    log.set_defaults(func=cmd_log)
+    inv.add_argument("--all", action="store_true", help="every step of the session")
+    inv.add_argument("--forget-journal", action="store_true",
+                     help="also drop the journal: every call is made again")
+    inv.set_defaults(func=cmd_invalidate)
     return main
 
 

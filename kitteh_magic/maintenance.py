@@ -34,6 +34,7 @@ from urllib.parse import unquote
 from .errors import DamagedRecordError
 from .status import (
     checked,
+    count,
     describe,
     human_size,
     process_alive,
@@ -62,16 +63,6 @@ if TYPE_CHECKING:
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _DIGEST = re.compile(r"[0-9a-f]{32}")
-
-
-def count(n: int, one: str, many: str | None = None) -> str:
-    """A number and its noun, in the number's grammar: the one plural helper of the product's
-    command line and reports.
-
-    >>> count(1, "step"), count(2, "step"), count(0, "activity", "activities")
-    ('1 step', '2 steps', '0 activities')
-    """
-    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 class SizeError(ValueError, argparse.ArgumentTypeError):
@@ -338,14 +329,14 @@ class VerifyReport:
                           f"{count(found, 'damaged item')}: {'; '.join(parts)}"])
 
 
-def _heal(count: int) -> str:
+def _heal(n: int) -> str:
     """The summary's part for items that heal when their step next runs.
 
     >>> _heal(1), _heal(2)
     ('1 heals on the next run of its step', '2 heal on the next run of their steps')
     """
-    return (f"{count} heals on the next run of its step" if count == 1
-            else f"{count} heal on the next run of their steps")
+    return (f"{n} heals on the next run of its step" if n == 1
+            else f"{n} heal on the next run of their steps")
 
 
 _CONTENT = frozenset({"truncated", "checksum", "format"})

@@ -36,15 +36,13 @@ from traitlets.config import Config
 
 from . import locate
 from .errors import KittehError
-from .maintenance import count
-from .status import human_seconds
+from .status import count, human_seconds
+from .steps import mark as step_mark
 
 # Loaded by a direct call rather than %load_ext, so that the notebook's own `%load_ext
 # kitteh_magic` (JupyterLab needs it) finds it loaded and says nothing.
 SETUP = "__import__('kitteh_magic').load_ipython_extension(get_ipython())\n%durable on"
 SETUP_ID = "kitteh-magic-setup"
-STEP_DISPLAY_ID = "kitteh-magic-step"
-STEP_MIME = "application/vnd.kitteh-magic.step+json"
 FACTS = ("step", "state", "duration", "saved", "activities", "resumed")
 """The keys of a step mark, and of a cell's ``metadata.kitteh_magic`` in the executed notebook."""
 
@@ -81,7 +79,7 @@ class FailedCell:
     error: str
     """One line: ``ZeroDivisionError: division by zero``, or why the kernel stopped."""
     source: str
-    """The cell's first non-empty line."""
+    """The cell's first line of code (after a ``%%durable`` line), shortened to 60 characters."""
     traceback: list[str] = field(default_factory=list, repr=False)
     """The kernel's traceback lines, as sent (with its colours)."""
 
@@ -172,8 +170,8 @@ class _Client(NotebookClient):
         content = msg.get("content") or {}
         transient = content.get("transient") or {}
         if (msg.get("msg_type") == "update_display_data"
-                and transient.get("display_id") == STEP_DISPLAY_ID):
-            mark = (content.get("data") or {}).get(STEP_MIME)
+                and transient.get("display_id") == step_mark.DISPLAY_ID):
+            mark = (content.get("data") or {}).get(step_mark.MIME)
             if isinstance(mark, dict):
                 self.marks[cell_index] = mark
         return super().process_message(msg, cell, cell_index)
@@ -183,9 +181,6 @@ class _Client(NotebookClient):
         self.current = cell_index
 
     def _after_cell(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
-        # A kernel of before the step mark published "↻ replayed step" as an output: it is not
-        # one (a plain run has no such output), so it goes.
-        cell.outputs = [o for o in cell.outputs if not _legacy_marker(o)]
         if cell_index and self._progress is not None:
             self._progress.update(1)
 
@@ -216,12 +211,6 @@ class _Client(NotebookClient):
             return original(msg_type, content, parent, header, metadata)
 
         session.msg = msg
-
-
-def _legacy_marker(output: Any) -> bool:
-    own = output.get("metadata", {}).get("kitteh_magic")
-    return (output.get("output_type") == "display_data" and isinstance(own, dict)
-            and bool(own.get("replayed")))
 
 
 def read_notebook(path: Path) -> Any:
@@ -319,8 +308,9 @@ class _Plan:
             try:
                 client.execute(env=self.env)
             except DeadKernelError:
-                saved += sum(float(m.get("saved") or 0.0) for m in client.marks.values())
                 if restarts < self.max_restarts:
+                    # What this pass replayed was saved too (the last pass is counted below).
+                    saved += sum(float(m.get("saved") or 0.0) for m in client.marks.values())
                     restarts += 1
                     continue
                 stopped = ("the kernel died and no restart is left "
@@ -394,7 +384,10 @@ def _account(summary: RunSummary, client: _Client, after: dict[str, Any],
 
 def _failed(index: int, cell: Any, step: str | None, reply: dict[str, Any] | None,
             stopped: str) -> FailedCell:
-    first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+    lines = [line.strip() for line in cell.source.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("%%durable"):
+        lines.pop(0)  # its step name is named already: its first line of code says more
+    first = lines[0] if lines else ""
     error = stopped
     if not error and reply:
         error = strip_ansi(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}").strip()

@@ -174,7 +174,7 @@ NAMED_BY = {
 
 COMMANDS = {"status": ["status"], "status-json": ["status", "--json"], "verify": ["verify"],
             "verify-repair": ["verify", "--repair"], "gc": ["gc"],
-            "gc-trim": ["gc", "--max-size", "0"], "clear": ["clear"]}
+            "gc-trim": ["gc", "--max-size", "0"], "clear": ["clear", "--yes"]}
 
 
 @pytest.mark.parametrize("variant", list(COMMANDS))
