@@ -6,6 +6,7 @@ run, executed or replayed, must leave the same outputs; the counters say what re
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pty
@@ -20,6 +21,8 @@ import pytest
 from kernel import runs
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from kitteh_magic.maintenance import parse_size
 
 pytestmark = pytest.mark.kernel
 
@@ -229,3 +232,15 @@ def in_terminal(*args: str, cwd: Path, env: dict[str, str], answer: str | None =
         os.close(master)
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_bad_size_reads_the_same_wherever_argparse_meets_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`%durable gc --max-size` parses sizes with the same function: argparse must show its
+    message, not "invalid parse_size value"."""
+    parser = argparse.ArgumentParser(prog="%durable gc")
+    parser.add_argument("--max-size", type=parse_size)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--max-size", "lots"])
+    [*_, line] = capsys.readouterr().err.splitlines()
+    assert line == "%durable gc: error: argument --max-size: not a size: 'lots' (try 500MB or 2GB)"
