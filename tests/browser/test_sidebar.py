@@ -266,6 +266,8 @@ def test_run_restart_replay_invalidate_restore_reset(
     accept_dialog(page)
     wait_for_kernel(page)
     page.click(f"{PANEL} .km-Restore")
+    page.locator(".Toastify__toast").filter(
+        has_text=re.compile(r"Session “live.ipynb”: restored 1 step\b")).wait_for()
     cell = page.locator(".jp-Notebook .jp-Cell").nth(3)
     cell.locator(".jp-InputPrompt").click()
     page.keyboard.press("Shift+Enter")  # queued behind the restore in the fresh kernel
@@ -280,6 +282,10 @@ def test_run_restart_replay_invalidate_restore_reset(
     page.wait_for_function(
         f"document.querySelectorAll('{PANEL} .km-Step[data-state=\"not-run\"]').length === 2")
     assert badge(page, "load").count() == 0
+    # Nothing left to restore: Restore says so, and asks nothing of the kernel.
+    page.click(f"{PANEL} .km-Restore")
+    page.locator(".Toastify__toast").filter(
+        has_text="Nothing to restore: session “live.ipynb” has no finished steps.").wait_for()
 
 
 ASK = """%%durable calls
