@@ -21,36 +21,34 @@ export const CommandIDs = {
 } as const;
 
 /**
- * Restores every finished step into the kernel. A restarted kernel has not
- * loaded the extension yet; loading it again is a no-op.
+ * Restores every finished step of a session into the kernel (the kernel's
+ * own, or another one named). A restarted kernel has not loaded the
+ * extension yet; loading it again is a no-op.
  */
-export const RESTORE_CODE = '%load_ext kitteh_magic\n%durable restore';
+export function restoreCode(session: string | null): string {
+  const load = '%load_ext kitteh_magic\n%durable restore';
+  // The magic splits its line as a POSIX shell does (shlex): quote the name.
+  return session === null ? load : `${load} --session '${session.replace(/'/g, `'"'"'`)}'`;
+}
 
 /** Steps in these states have a record that `%durable restore` loads. */
 const RESTORABLE = new Set(['done', 'replayed', 'stale']);
 
 /**
- * Run `%durable restore` in the notebook's kernel, and say what it did. It
- * restores the session the kernel uses: another session shown in the panel,
- * or a session with nothing finished, is said so instead.
+ * Run `%durable restore` in the notebook's kernel for the session the panel
+ * shows (the kernel's own, or another one), and say what the kernel did. A
+ * session with nothing finished is said so without asking the kernel.
  */
 export async function restoreSession(panel: NotebookPanel, model: DurableModel): Promise<void> {
   const session = model.session;
-  const own = model.defaultSession;
-  if (session !== null && own !== null && session !== own) {
-    Notification.warning(
-      `Restore loads the session this notebook’s kernel uses (“${own}”), not “${session}”. ` +
-        `To restore “${session}”, run %durable session ${session} in the notebook first.`,
-      { autoClose: 8000 }
-    );
+  if (session === null) {
     return;
   }
   const finished = model.steps.filter(row => RESTORABLE.has(row.state)).length;
   if (finished === 0) {
-    Notification.info(
-      `Nothing to restore: session “${session ?? ''}” has no finished steps.`,
-      { autoClose: 5000 }
-    );
+    Notification.info(`Nothing to restore: session “${session}” has no finished steps.`, {
+      autoClose: 5000
+    });
     return;
   }
   const kernel = panel.sessionContext.session?.kernel;
@@ -60,10 +58,16 @@ export async function restoreSession(panel: NotebookPanel, model: DurableModel):
     });
     return;
   }
-  const id = Notification.info(`Restoring ${finished} finished step${finished === 1 ? '' : 's'} into the kernel…`, {
-    autoClose: false
+  const own = session === model.defaultSession;
+  const id = Notification.info(
+    `Restoring ${finished} finished step${finished === 1 ? '' : 's'} of “${session}” into the kernel…`,
+    { autoClose: false }
+  );
+  const future = kernel.requestExecute({
+    code: restoreCode(own ? null : session),
+    silent: false,
+    store_history: false
   });
-  const future = kernel.requestExecute({ code: RESTORE_CODE, silent: false, store_history: false });
   let said = '';
   future.onIOPub = (msg: KernelMessage.IIOPubMessage): void => {
     if (KernelMessage.isStreamMsg(msg) && msg.content.name === 'stdout') {
@@ -77,8 +81,8 @@ export async function restoreSession(panel: NotebookPanel, model: DurableModel):
     Notification.update({
       id,
       message: ok
-        ? `Session “${session ?? ''}”: ${report || 'restored into the kernel'}.`
-        : `Restore failed: ${errorText(reply.content)}`,
+        ? `Restore: ${report || `session “${session}” restored into the kernel`}.`
+        : `Cannot restore session “${session}”: ${errorText(reply.content)}`,
       type: ok ? 'success' : 'error',
       autoClose: 5000
     });

@@ -267,7 +267,7 @@ def test_run_restart_replay_invalidate_restore_reset(
     wait_for_kernel(page)
     page.click(f"{PANEL} .km-Restore")
     page.locator(".Toastify__toast").filter(
-        has_text=re.compile(r"Session “live.ipynb”: restored 1 step\b")).wait_for()
+        has_text="Restore: restored 1 step of session 'live.ipynb'").wait_for()
     cell = page.locator(".jp-Notebook .jp-Cell").nth(3)
     cell.locator(".jp-InputPrompt").click()
     page.keyboard.press("Shift+Enter")  # queued behind the restore in the fresh kernel
