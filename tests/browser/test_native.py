@@ -446,7 +446,11 @@ def test_renamed_and_moved_notebook_keeps_its_steps_and_replays_with_one_saved_f
                     "         for i in range(3)]\n"
                     "sum(items) + x"),
     ])
-    ran = lambda: counter.read_text().split() if counter.exists() else []  # noqa: E731
+
+    def ran() -> list[str]:
+        """The steps whose bodies executed, in order (each appends its name)."""
+        return counter.read_text().split() if counter.exists() else []
+
     open_notebook(page, lab, "real/flow.ipynb")
     # Durable cells and no session yet: the notebook is given the name its path gives now.
     page.wait_for_selector(f'{PANEL} .km-Step[data-state="not-run"]')
