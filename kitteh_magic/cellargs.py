@@ -34,7 +34,7 @@ Run the cell as a durable step.
   --timeout SECONDS  give up on an activity attempt after SECONDS
   --wait SECONDS     when another kernel is running this step, wait for it at most SECONDS,
                      then fail with StepBusyError (default: as long as that kernel runs it)
-  --force            run now and replace the record
+  --force            run now, making every call again, and replace the record and journal
 
 A finished step is restored (its variables, output and value) when it runs again with the same
 code and inputs, without executing its body. One kernel executes a step at a time: another

@@ -91,6 +91,7 @@ class DurableMagics(Magics):
         # Cells typed with %%durable reach the engine through transformer.mark_durable_cell
         # (IPython's own pipeline, so top-level await works); this path serves explicit
         # run_cell_magic("durable", ...) calls. The help is CELL_HELP, set below.
+        __tracebackhide__ = True  # the step unlinks the frames below; IPython hides this one
         source = self.shell.transform_cell(cell)
         try:
             spec = cellargs.parse(line, source, self.engine.default_mode)
