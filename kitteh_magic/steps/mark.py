@@ -3,8 +3,10 @@
 When a step ends (executed, replayed, failed or interrupted), the kernel sends one IOPub
 ``update_display_data`` message whose ``transient.display_id`` is :data:`DISPLAY_ID` and whose
 data is ``{MIME: mark}`` (metadata ``{"kitteh_magic": mark}``). Frontends update only displays
-they showed with that id, and none ever is: JupyterLab's ``OutputArea`` looks the id up in its
-map of displays and changes nothing when it is absent (``@jupyterlab/outputarea``
+they showed with that id, and none ever is: JupyterLab's kernel connection treats an update
+as handled without passing it to the cell (``@jupyterlab/services`` ``kernel/default.js``,
+``_handleDisplayId``; its ``iopubMessage`` signal still carries it to extensions), its
+``OutputArea`` would change nothing for an unknown id either (``@jupyterlab/outputarea``
 ``widget.js``, ``_onIOPub``), and nbclient's ``_update_display_id`` logs and returns, and never
 turns an ``update_display_data`` into an output (``nbclient/client.py``). So a saved or exported
 notebook holds exactly the original run's outputs, while a listener on IOPub (the JupyterLab
@@ -63,16 +65,30 @@ def publish(display_pub: Any | None, mark: Mark) -> None:
     """Send the mark on IOPub (a kernel), or print its line (a terminal, no publisher).
 
     Args:
-        display_pub: IPython's display publisher; a kernel's has a ``session``.
+        display_pub: IPython's display publisher; a kernel's has a ``session`` (and
+            ipykernel's a ``pub_socket``).
         mark: what the run did.
     """
-    if display_pub is not None and hasattr(display_pub, "session"):
-        display_pub.publish({MIME: dict(mark)}, {"kitteh_magic": dict(mark)},
-                            transient={"display_id": DISPLAY_ID}, update=True)
+    session = getattr(display_pub, "session", None)
+    if display_pub is None or session is None:
+        line = text(mark)
+        if line:
+            print(line)
         return
-    line = text(mark)
-    if line:
-        print(line)
+    content = {"data": {MIME: dict(mark)}, "metadata": {"kitteh_magic": dict(mark)},
+               "transient": {"display_id": DISPLAY_ID}}
+    socket = getattr(display_pub, "pub_socket", None)
+    if socket is None:  # a kernel other than ipykernel: its publisher's own way
+        display_pub.publish(content["data"], content["metadata"],
+                            transient=content["transient"], update=True)
+        return
+    # The message ipykernel's ``publish(update=True)`` would send, without what publish adds
+    # around it: flushing stdout and stderr first (waiting for the IOPub thread: 0.3 ms per
+    # step, the cost of the old replay banner), output-capture hooks (an ``Output`` widget
+    # must not take the mark) and the display history. Its order relative to the cell's
+    # streams does not matter; relative to the idle status it is kept (one IOPub queue).
+    msg = session.msg("update_display_data", content, parent=display_pub.parent_header)
+    session.send(socket, msg, ident=getattr(display_pub, "topic", b"display_data"))
 
 
 def text(mark: Mark) -> str:
