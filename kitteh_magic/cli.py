@@ -91,11 +91,26 @@ def _store_and_sessions(path: Path) -> tuple[Path, list[str] | None]:
     if path.is_file():
         if path.suffix != ".ipynb":
             raise UsageError(f"{path} is neither a notebook (.ipynb) nor a folder")
-        store, session = locate.resolve(path, locate.read_metadata(path))
+        store, session = locate.resolve(path, _notebook_metadata(path))
         return store, [session]
     if (path / locate.STORE_DIRNAME).is_dir():
         path = path / locate.STORE_DIRNAME
     return path, None
+
+
+def _notebook_metadata(path: Path) -> dict[str, object]:
+    """The metadata of a notebook file; UsageError when the file is not a notebook (a status
+    of it would otherwise show an empty session as if the notebook had never run)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise UsageError(f"{path} is not a notebook: it is not JSON") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("nbformat"), int):
+        raise UsageError(f"{path} is not a notebook: it has no nbformat version")
+    metadata = doc.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _open(path: Path) -> tuple[Store, list[str], list[str]]:
@@ -119,6 +134,13 @@ def _one_session(args: argparse.Namespace) -> tuple[Store, str]:
     """The store and the one session ``log`` and ``invalidate`` act on."""
     store, sessions, _ = _open(args.path)
     if args.session:
+        from .status import read_sessions
+
+        known = read_sessions(store)[0] if args.path.is_file() else sessions
+        if args.session not in known:
+            names = ", ".join(repr(s) for s in known[:5]) + (", ..." if len(known) > 5 else "")
+            raise UsageError(f"no session {args.session!r} in {store.directory} "
+                             f"(sessions: {names or 'none'})")
         return store, args.session
     if len(sessions) == 1 and args.path.is_file():
         return store, sessions[0]
@@ -160,8 +182,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         nb = read_notebook(args.notebook)
     except NotebookInputError as exc:
         raise UsageError(str(exc)) from exc
+    if args.output is not None and not to_stdout:
+        _check_writable(args.output)
     if values and not parameters.has_parameters_cell(nb):
         _say(args, "no cell is tagged 'parameters': the parameters are injected at the top")
+    for name in parameters.unknown(nb, values):
+        _say(args, f"the cell tagged 'parameters' does not define {name!r}: it is injected "
+             "all the same (a misspelt name?)")
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     try:
         summary = run_notebook(args.notebook, output=None if to_stdout else args.output,
@@ -182,6 +209,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     shown = json.dumps(summary.to_json(), indent=2) if args.json else str(summary)
     print(shown, file=sys.stderr if to_stdout else sys.stdout)
     return 1 if summary.failed else 0
+
+
+def _check_writable(output: Path) -> None:
+    """UsageError, before the run, when ``-o`` cannot be written (no such folder, a folder, no
+    permission): found after the run, the executed notebook would be lost. Opening the file
+    is the one true test (permissions say nothing to root, nor about read-only mounts); a file
+    created by the test is removed again."""
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder: give the notebook's file name")
+    existed = output.exists()
+    try:
+        with open(output, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write -o {output}: {exc.strerror or exc}") from exc
+    if not existed:
+        output.unlink()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -288,6 +332,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # -- the parser ---------------------------------------------------------------------------------
 
 
+_TYPED_PAIR, _RAW_PAIR = "--kitteh-typed-pair", "--kitteh-raw-pair"
+_PAIR_FLAGS = {"-p": _TYPED_PAIR, "--parameters": _TYPED_PAIR, "-r": _RAW_PAIR,
+               "--parameters-raw": _RAW_PAIR, "--parameters_raw": _RAW_PAIR}
+
+
+def _pairs_as_one(argv: list[str]) -> list[str]:
+    """``run``'s ``-p NAME VALUE`` pairs as single words argparse cannot misread.
+
+    papermill (click) takes the two words after ``-p`` whatever they look like; argparse reads
+    a word that starts with ``-`` as an option unless it looks like a plain negative number, so
+    ``-p x -1.5e3``, ``-p x -inf`` or ``-p flag --yes`` would be "expected 2 arguments".
+
+    >>> _pairs_as_one(["run", "nb.ipynb", "-p", "x", "-1e3", "--", "-p"])
+    ['run', 'nb.ipynb', '--kitteh-typed-pair=["x", "-1e3"]', '--', '-p']
+    """
+    if not argv or argv[0] != "run":
+        return argv
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return out + argv[i:]
+        if word in _PAIR_FLAGS and i + 2 < len(argv):
+            out.append(f"{_PAIR_FLAGS[word]}={json.dumps(argv[i + 1:i + 3])}")
+            i += 3
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
 def _run_parser(sub: Any) -> None:
     run = sub.add_parser("run", help="execute a notebook headless, every code cell durable")
     run.add_argument("notebook", type=Path, metavar="NB.ipynb")
@@ -304,6 +380,9 @@ def _run_parser(sub: Any) -> None:
     params.add_argument("-f", "--parameters-file", "--parameters_file", action="append",
                         type=Path, metavar="FILE", dest="parameters_file",
                         help="parameters from a YAML file")
+    for flag, dest in ((_TYPED_PAIR, "parameters"), (_RAW_PAIR, "parameters_raw")):
+        params.add_argument(flag, dest=dest, action="append", type=json.loads,
+                            help=argparse.SUPPRESS)
     run.add_argument("--session", help="session name (default: the notebook's)")
     run.add_argument("--max-restarts", type=whole_number, default=3, metavar="N",
                      help="restart a dead kernel and resume up to N times (default 3)")
@@ -363,7 +442,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kitteh-magic``: the exit code (see the module's docstring)."""
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_pairs_as_one(list(sys.argv[1:] if argv is None else argv)))
 
     def one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                  file: TextIO | None = None, line: str | None = None) -> None:

@@ -17,6 +17,7 @@ replay. Its cell id is fixed (``injected-parameters``), so it is always the same
 
 from __future__ import annotations
 
+import ast
 import keyword
 import math
 from collections.abc import Iterable, Mapping
@@ -188,3 +189,27 @@ def inject(nb: Any, parameters: Mapping[str, object]) -> int | None:
 def has_parameters_cell(nb: Any) -> bool:
     """Whether a cell is tagged ``parameters`` (papermill warns when none is)."""
     return any(PARAMETERS_TAG in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+
+
+def unknown(nb: Any, parameters: Iterable[str]) -> list[str]:
+    """The parameters the cell tagged ``parameters`` does not assign (papermill warns of them:
+    a misspelt name is otherwise a silent default). [] when no cell is tagged or its code is
+    not plain Python (magics), since nothing can be said then.
+
+    >>> import nbformat
+    >>> cell = nbformat.v4.new_code_cell("n = 1\\nalpha: float = 0.5\\na, b = 1, 2")
+    >>> cell.metadata["tags"] = ["parameters"]
+    >>> unknown(nbformat.v4.new_notebook(cells=[cell]), ["n", "alpha", "b", "nn"])
+    ['nn']
+    """
+    cell = next((c for c in nb.cells if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])),
+                None)
+    if cell is None:
+        return []
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError:
+        return []
+    assigned = {node.id for node in ast.walk(tree)
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    return [name for name in parameters if name not in assigned]

@@ -390,7 +390,9 @@ def _failed(index: int, cell: Any, step: str | None, reply: dict[str, Any] | Non
     first = lines[0] if lines else ""
     error = stopped
     if not error and reply:
-        error = strip_ansi(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}").strip()
+        name, value = str(reply.get("ename") or "Error"), str(reply.get("evalue") or "")
+        # A bare `raise KeyboardInterrupt` has no value: its name alone, as Python prints it.
+        error = strip_ansi(f"{name}: {value}" if value.strip() else name).strip()
     return FailedCell(index=index, id=cell.get("id"), step=step,
                       error=" ".join((error or "failed").split()),
                       source=first if len(first) <= 60 else first[:59] + "…",
