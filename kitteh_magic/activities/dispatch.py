@@ -141,9 +141,9 @@ class StepActivities:
         outlives its cell makes plain calls after that."""
         self.from_journal: set[str] = set()
         """Slots whose outcome came from the journal in this execution."""
-        self._saved: list[float] = []
-        """Seconds each answer from the journal saved: the recorded duration of that call (an
-        append is atomic, so threads need no lock)."""
+        self._saved: list[tuple[float, float]] = []
+        """When each call answered from the journal ran (epoch seconds, start and end), an
+        append being atomic, so threads need no lock."""
         self._policies: dict[Verdict, RetryPolicy] = {}
         self._failed: dict[str, BaseException] = {}
         self._loaded: dict[str, tuple[Any, Any]] = {}
@@ -171,9 +171,12 @@ class StepActivities:
 
     @property
     def saved(self) -> float:
-        """Seconds of calls this run took from the journal instead of making them: the sum of
-        their recorded durations (for a timer resumed mid-wait, the part already waited)."""
-        return sum(self._saved)
+        """Seconds of calls this run took from the journal instead of making them: the time
+        their recorded runs took (for a timer resumed mid-wait, the part already waited), calls
+        that ran at the same time (``km.map`` items, a thread pool's) counted once: eight
+        items that each took 20 s side by side saved 20 s, not 160 (the replay of the whole
+        step after them saves its 20 s of wall time too)."""
+        return _covered(self._saved)
 
     def activate(self) -> object:
         """Make this the running step's journal (returns a token for :meth:`deactivate`)."""
@@ -446,7 +449,7 @@ class StepActivities:
         """The recorded outcome: the result, or the recorded exception raised again."""
         slot = entry.slot
         self.from_journal.add(slot)
-        self._saved.append(entry.duration)
+        self._saved.append((entry.finished - entry.duration, entry.finished))
         if entry.state == "error":
             failure = self.journal.failure(entry)
             # Like a live failure: if it ends the cell, the call is made again next run.
@@ -582,7 +585,8 @@ class StepActivities:
             return None
         if entry is not None:
             self.from_journal.add(call.slot)
-            self._saved.append(_waited(entry))  # the resume does not wait that again
+            # The resume does not wait again what the timer has waited by now.
+            self._saved.append((entry.finished, entry.finished + _waited(entry)))
             return entry.deadline
         try:
             wait = max(float(seconds), 0.0)
@@ -630,6 +634,20 @@ class StepActivities:
 
 _TIMERS: dict[Any, str] = {time.sleep: "sync", asyncio.sleep: "async"}
 """Durable timers: a resumed step waits only what was left of them."""
+
+
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of time spans (start, end), overlaps counted once.
+
+    >>> _covered([(0.0, 20.0), (1.0, 21.0), (30.0, 31.0), (5.0, 6.0)])
+    22.0
+    """
+    total, reached = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reached:
+            total += end - max(start, reached)
+            reached = end
+    return total
 
 
 def _waited(entry: JournalEntry) -> float:

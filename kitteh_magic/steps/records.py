@@ -321,7 +321,8 @@ class StepPointer(_Doc):
     saved: float = 0.0
     """Time saved in this session, summed (ARCHITECTURE.md, "time saved"): each replay adds the
     recorded run time of the execution it replays minus its own time (never below 0), each run
-    that took calls from the journal adds their recorded durations. Written by kernels only."""
+    that took calls from the journal adds the time their recorded runs took (overlaps once).
+    Written by kernels only."""
     duration: float = 0.0
     size: int = 0
     activities: int = 0
