@@ -25,7 +25,8 @@ as one JSON object. A failed cell's traceback goes to stderr, in colour only on 
 Every mistake and every damaged store is one line on stderr, never a traceback. Exit codes: 0
 done; 1 the command failed (a cell of a run failed, verify found damage, clear was not
 confirmed); 2 bad usage or input (bad arguments or parameters, no such file, not a notebook,
-no store, clear without --yes when stdin is not a terminal). status, gc and clear report the
+no store, clear without --yes when stdin is not a terminal); 141 (as for SIGPIPE) when the
+reader of stdout goes away (| head), silently. status, gc and clear report the
 damaged items they meet, one line each, skip or repair them and carry on.
 """
 
@@ -452,7 +453,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = one_line
         try:
-            return int(args.func(args))
+            code = int(args.func(args))
+            sys.stdout.flush()  # a reader gone away is met here, not at the interpreter's exit
+            return code
+        except BrokenPipeError:
+            # `kitteh-magic status | head`: the reader has all it wanted. Say nothing more (the
+            # interpreter's last flush would fail again) and exit as a command killed by SIGPIPE.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except UsageError as exc:
             _say(args, str(exc))
             return 2

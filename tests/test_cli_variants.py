@@ -7,7 +7,9 @@ assertion that needs a kernel; the mistakes are caught before any kernel starts.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -95,3 +97,18 @@ def test_store_commands_refuse_a_file_that_is_not_a_notebook(tmp_path: Path) -> 
             done = cli(*args, cwd=tmp_path, env=env)
             assert (done.returncode, done.stderr) == (
                 2, f"kitteh-magic {args[0]}: {name} is not a notebook: {why}\n"), args
+
+
+@pytest.mark.kernel
+def test_a_reader_that_goes_away_ends_the_command_silently(
+        ran: tuple[Path, dict[str, str], subprocess.CompletedProcess[str]]) -> None:
+    folder, env, _ = ran
+    for args in (["status", "nb.ipynb"], ["status", ".", "--json"]):
+        # `kitteh-magic status | head -1`, with the reader gone before the first write.
+        proc = subprocess.Popen([sys.executable, "-m", "kitteh_magic.cli", *args], cwd=folder,
+                                env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        said = proc.stderr.read()
+        assert (proc.wait(timeout=60), said) == (141, ""), args
