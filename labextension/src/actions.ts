@@ -129,31 +129,41 @@ export async function runStale(panel: NotebookPanel, model: DurableModel): Promi
 }
 
 /**
- * Ask, then invalidate a step: the dialog says whether its journal is kept,
- * and a checkbox forgets it too.
+ * Ask, then invalidate a step (or several: the selected durable cells). The
+ * dialog says whether their journals are kept, and a checkbox forgets them
+ * too.
  */
-export async function confirmInvalidate(model: DurableModel, step: string): Promise<void> {
-  const row = model.row(step);
-  if (row === undefined) {
-    Notification.warning(`No durable step “${step}” in this session.`, { autoClose: 4000 });
+export async function confirmInvalidate(model: DurableModel, steps: string | string[]): Promise<void> {
+  const names = typeof steps === 'string' ? [steps] : steps;
+  const rows = names.map(step => model.row(step)).filter(row => row !== undefined);
+  const missing = names.filter(step => model.row(step) === undefined);
+  if (rows.length === 0) {
+    Notification.warning(`No durable step “${missing.join('”, “')}” in this session.`, {
+      autoClose: 4000
+    });
     return;
   }
-  const calls = row.journaled ?? 0;
+  const calls = rows.reduce((sum, row) => sum + (row.journaled ?? 0), 0);
   const plural = calls === 1 ? 'call' : 'calls';
+  const one = rows.length === 1;
+  const quoted = rows.map(row => `“${row.step}”`).join(', ');
   const body =
-    `The next run of “${step}” executes its cell instead of replaying it.` +
+    (one
+      ? `The next run of ${quoted} executes its cell instead of replaying it.`
+      : `The next runs of ${quoted} execute their cells instead of replaying them.`) +
     (calls > 0
-      ? ` Its journal of ${calls} ${plural} is kept: a call made the same way is answered ` +
+      ? ` ${one ? 'Its journal' : 'Their journals'} of ${calls} ${plural} ${one ? 'is' : 'are'} kept: ` +
+        'a call made the same way is answered ' +
         'from the journal instead of being made again (a paid API call is not paid twice).'
-      : ' It has no journaled calls.');
+      : ` ${one ? 'It has' : 'They have'} no journaled calls.`);
   const result = await showDialog({
-    title: `Invalidate “${step}”?`,
+    title: one ? `Invalidate ${quoted}?` : `Invalidate ${rows.length} durable steps?`,
     body,
     checkbox:
       calls > 0
         ? {
-            label: 'Also forget the journal (every call is made again)',
-            caption: 'Drop the recorded results of its calls too',
+            label: `Also forget the ${one ? 'journal' : 'journals'} (every call is made again)`,
+            caption: 'Drop the recorded results of the calls too',
             checked: false
           }
         : null,
@@ -163,25 +173,43 @@ export async function confirmInvalidate(model: DurableModel, step: string): Prom
     return;
   }
   const forget = result.isChecked === true;
-  const reply = await model.invalidate(step, forget);
-  if (reply === null) {
+  const done: string[] = [];
+  const gone: string[] = [];
+  let kept = 0;
+  for (const row of rows) {
+    const reply = await model.invalidate(row.step, forget);
+    if (reply === null) {
+      return;
+    }
+    if (reply.invalidated) {
+      done.push(row.step);
+      kept += reply.journal;
+    } else {
+      gone.push(row.step);
+    }
+  }
+  if (gone.length > 0) {
+    Notification.warning(
+      `“${gone.join('”, “')}” ${gone.length === 1 ? 'was' : 'were'} not invalidated: ` +
+        'the session has no such step any more.',
+      { autoClose: 5000 }
+    );
+  }
+  if (done.length === 0) {
     return;
   }
-  if (!reply.invalidated) {
-    Notification.warning(`“${step}” was not invalidated: the session has no such step any more.`, {
-      autoClose: 5000
-    });
-    return;
-  }
+  const several = done.length > 1;
   const journal =
-    reply.journal > 0
-      ? `its journal of ${reply.journal} ${reply.journal === 1 ? 'call' : 'calls'} is kept`
+    kept > 0
+      ? `${several ? 'their journals' : 'its journal'} of ${kept} ${kept === 1 ? 'call' : 'calls'} ` +
+        `${several ? 'are' : 'is'} kept`
       : forget
-        ? 'its journal is forgotten'
-        : 'it has no journal';
-  Notification.success(`Invalidated “${step}”: its next run executes; ${journal}.`, {
-    autoClose: 5000
-  });
+        ? `${several ? 'their journals are' : 'its journal is'} forgotten`
+        : `${several ? 'they have' : 'it has'} no journal`;
+  Notification.success(
+    `Invalidated “${done.join('”, “')}”: ${several ? 'their next runs execute' : 'its next run executes'}; ${journal}.`,
+    { autoClose: 5000 }
+  );
 }
 
 /** Ask, then reset the shown session. */

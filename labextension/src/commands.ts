@@ -52,6 +52,31 @@ export function addCommands(
     return cell ? model.rowForCell(cell.model.id)?.step ?? null : null;
   };
 
+  /**
+   * The steps a command names: its `step`, else the durable steps of the
+   * selected cells (a context menu over a multiple selection means all of
+   * them), else the active cell's.
+   */
+  const stepsOf = (args: { step?: unknown }): string[] => {
+    if (typeof args.step === 'string' && args.step) {
+      return [args.step];
+    }
+    const notebook = current()?.content;
+    if (!notebook) {
+      return [];
+    }
+    const steps: string[] = [];
+    for (const cell of notebook.widgets) {
+      if (notebook.isSelectedOrActive(cell)) {
+        const step = model.rowForCell(cell.model.id)?.step;
+        if (step !== undefined && !steps.includes(step)) {
+          steps.push(step);
+        }
+      }
+    }
+    return steps;
+  };
+
   commands.addCommand(CommandIDs.showPanel, {
     label: 'Durable: Show panel',
     caption: 'Open the Durable panel of the current notebook',
@@ -78,12 +103,21 @@ export function addCommands(
     execute: () => reported('Reset', () => confirmReset(model))
   });
   commands.addCommand(CommandIDs.invalidate, {
-    label: args => (args.context ? 'Invalidate durable step' : 'Durable: Invalidate step…'),
-    caption: 'Make the next run of the step execute (asks first, says whether its journal is kept)',
-    isEnabled: args => stepOf(args) !== null,
+    label: args => {
+      if (!args.context) {
+        return 'Durable: Invalidate step…';
+      }
+      return stepsOf(args).length > 1 ? 'Invalidate durable steps' : 'Invalidate durable step';
+    },
+    caption:
+      'Make the next run of the step (of each selected durable cell) execute ' +
+      '(asks first, says whether the journal is kept)',
+    isEnabled: args => stepsOf(args).length > 0,
     execute: args => {
-      const step = stepOf(args);
-      return step === null ? undefined : reported('Invalidate', () => confirmInvalidate(model, step));
+      const steps = stepsOf(args);
+      return steps.length === 0
+        ? undefined
+        : reported('Invalidate', () => confirmInvalidate(model, steps));
     }
   });
   commands.addCommand(CommandIDs.journal, {

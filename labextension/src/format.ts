@@ -3,7 +3,12 @@
  */
 import { IStepRow, StepState } from './tokens';
 
-/** Seconds as `850 ms`, `12.3 s`, `4 min 05 s`, `2 h 03 min`. */
+/**
+ * Seconds as `850 ms`, `12.3 s`, `4 min 5 s`, `2 h 3 min`: the one format of
+ * durations everywhere (panel, badges, status bar, journal), the same as
+ * Python's `kitteh_magic.status.human_seconds` (`%durable status`, the CLI),
+ * so one figure reads the same in every place.
+ */
 export function formatSeconds(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds <= 0) {
     return '0 s';
@@ -14,37 +19,14 @@ export function formatSeconds(seconds: number): string {
   if (seconds < 59.95) {
     return `${seconds.toFixed(1)} s`;
   }
-  // Round first, so 119.6 s is "2 min 00 s", not "1 min 60 s".
+  // Round first, so 119.6 s is "2 min 0 s", not "1 min 60 s".
   const total = Math.round(seconds);
   const minutes = Math.floor(total / 60);
   if (minutes < 60) {
-    return `${minutes} min ${String(total - minutes * 60).padStart(2, '0')} s`;
+    return `${minutes} min ${total - minutes * 60} s`;
   }
   const hours = Math.floor(minutes / 60);
-  return `${hours} h ${String(minutes - hours * 60).padStart(2, '0')} min`;
-}
-
-/**
- * Seconds in a compact form for narrow places (the sidebar): `850ms`,
- * `12.3s`, `2m 06s`, `2h 03m`. Never wider than 7 characters below 100 h.
- */
-export function formatSecondsShort(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds <= 0) {
-    return '0s';
-  }
-  if (seconds < 0.9995) {
-    return `${Math.round(seconds * 1000)}ms`;
-  }
-  if (seconds < 59.95) {
-    return `${seconds.toFixed(1)}s`;
-  }
-  const total = Math.round(seconds);
-  const minutes = Math.floor(total / 60);
-  if (minutes < 60) {
-    return `${minutes}m ${String(total - minutes * 60).padStart(2, '0')}s`;
-  }
-  const hours = Math.floor(minutes / 60);
-  return `${hours}h ${String(minutes - hours * 60).padStart(2, '0')}m`;
+  return `${hours} h ${minutes - hours * 60} min`;
 }
 
 /**

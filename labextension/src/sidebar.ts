@@ -10,7 +10,7 @@ import { refreshIcon, runIcon } from '@jupyterlab/ui-components';
 
 import { CommandIDs } from './actions';
 import { button, el } from './dom';
-import { formatSeconds, formatSecondsShort, formatSize, sessionLabel, shownState } from './format';
+import { formatSeconds, formatSize, sessionLabel, shownState } from './format';
 import { durableIcon } from './icons';
 import { DurableModel } from './model';
 import { IRowActions, matches, pendingRow, stepRow } from './steprow';
@@ -204,7 +204,7 @@ export class DurableSidebar extends Widget {
       node.append(el('span', 'km-Total-value', value), el('span', 'km-Total-label', label));
       return node;
     };
-    const saved = item(formatSecondsShort(totals.saved), 'saved',
+    const saved = item(formatSeconds(totals.saved), 'saved',
       `Execution time that replays and resumed calls avoided: ${formatSeconds(totals.saved)}`,
       'km-Total-saved');
     saved.dataset.saved = String(totals.saved);

@@ -13,7 +13,6 @@ import {
   activityFact,
   formatAge,
   formatSeconds,
-  formatSecondsShort,
   formatSize,
   leaseFact,
   shownState
@@ -93,14 +92,14 @@ export function stepRow(row: IStepRow, actions: IRowActions, now: number): HTMLE
   // execution's, marked as such, and nothing when there was none.
   const unfinished = row.state === 'running' || row.state === 'interrupted';
   if (!unfinished) {
-    fact(formatSecondsShort(row.duration),
+    fact(formatSeconds(row.duration),
       `duration of the last execution: ${formatSeconds(row.duration)}`, 'km-Step-duration');
   } else if (row.duration > 0) {
-    fact(`last ${formatSecondsShort(row.duration)}`,
+    fact(`last ${formatSeconds(row.duration)}`,
       `duration of the previous execution: ${formatSeconds(row.duration)}`, 'km-Step-duration');
   }
   if (row.saved >= 0.001) {
-    const saved = el('span', 'km-Step-saved', `saved ${formatSecondsShort(row.saved)}`);
+    const saved = el('span', 'km-Step-saved', `saved ${formatSeconds(row.saved)}`);
     saved.title = `time saved by ${row.replays} replay${row.replays === 1 ? '' : 's'} and ` +
       `resumed calls: ${formatSeconds(row.saved)}`;
     saved.dataset.saved = String(row.saved);

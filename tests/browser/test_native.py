@@ -31,6 +31,7 @@ from test_sidebar import (
     wait_for_kernel,
 )
 
+from kitteh_magic.status import human_seconds
 from kitteh_magic.steps.records import JournalEntry, entry_key, journal_prefix
 from kitteh_magic.store import Store
 
@@ -313,7 +314,7 @@ def test_loading_filter_not_run_cells_keyboard_status_bar_and_contrast(
 
     # The status bar: the session's replayed steps and the saved total, as the panel has it.
     status = page.locator(STATUS)
-    assert status.inner_text() == "1 replayed · saved 2 min 06 s"
+    assert status.inner_text() == "1 replayed · saved 2 min 6 s"
     assert status.get_attribute("data-saved") == page.get_attribute(
         f"{PANEL} .km-Total-saved", "data-saved") == "126"
     page.click(TAB)
@@ -385,18 +386,9 @@ def test_settings_editor_changes_apply_live(page: Any, lab: Lab) -> None:
 
 
 def format_seconds(seconds: float) -> str:
-    """The frontend's formatSeconds (format.ts), for the texts the test expects."""
-    if seconds <= 0:
-        return "0 s"
-    if seconds < 0.9995:
-        return f"{round(seconds * 1000)} ms"
-    if seconds < 59.95:
-        return f"{seconds:.1f} s"
-    total = round(seconds)
-    minutes = total // 60
-    if minutes < 60:
-        return f"{minutes} min {total - minutes * 60:02d} s"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+    """The frontend's formatSeconds (format.ts): Python's human_seconds, one format everywhere
+    (they differ only where human_seconds rounds 59.96 s to "60.0 s" or 119.6 s to "1 min 60 s")."""
+    return "0 s" if seconds <= 0 else human_seconds(seconds)
 
 
 @pytest.fixture(scope="module")

@@ -126,10 +126,10 @@ def test_panel_shows_every_state_and_badges(page: Any, lab: Lab, artifacts: Path
     assert re.fullmatch(r"[1-5]\d s ago", row(page, "clean").locator(".km-Step-age").inner_text())
     assert page.locator(f"{PANEL} .km-Step").count() == len(expected)
     assert page.inner_text(f"{PANEL} .km-Total-steps .km-Total-value") == "6"
-    # Compact durations in the narrow panel, the long form in tooltips.
-    assert page.inner_text(f"{PANEL} .km-Total-saved .km-Total-value") == "2m 06s"
-    assert "2 min 06 s" in page.get_attribute(f"{PANEL} .km-Total-saved", "title")
-    assert "saved 2m 06s" in row(page, "clean").inner_text()
+    # One format of durations everywhere, Python's human_seconds (panel, badges, status bar).
+    assert page.inner_text(f"{PANEL} .km-Total-saved .km-Total-value") == "2 min 6 s"
+    assert "2 min 6 s" in page.get_attribute(f"{PANEL} .km-Total-saved", "title")
+    assert "saved 2 min 6 s" in row(page, "clean").inner_text()
     activities = row(page, "load").locator(".km-Step-activities")
     assert activities.inner_text() == "3 calls"
     assert "calls that leave the notebook" in activities.get_attribute("title")
@@ -159,7 +159,7 @@ def test_panel_shows_every_state_and_badges(page: Any, lab: Lab, artifacts: Path
       };
     }""", PANEL)
     assert fits == {"picker": True, "oneLine": True, "unclipped": True}
-    assert "replayed · saved 2 min 06 s" in badge(page, "clean").inner_text()
+    assert "replayed · saved 2 min 6 s" in badge(page, "clean").inner_text()
     assert "stored · 12.3 s · 3 calls" in badge(page, "load").inner_text()
     assert badge(page, "train").inner_text().endswith("failed")
     assert page.locator(".jp-Cell:not([data-km-step]) .km-Badge").count() == 0

@@ -110,13 +110,16 @@ body[data-jp-theme-light='false'] .km-Journal {
 }
 
 .km-Totals {
-  display: grid;
-  /* minmax(0, …): a long value shrinks its column's content, never the grid's width. */
-  grid-template-columns: repeat(3, minmax(0, 1fr));
+  /* Each box as wide as its value ("2 min 6 s" needs more than "6"), the rest shared out;
+     below that (a very narrow panel) min-width 0 lets a value end in an ellipsis instead of
+     widening the panel. */
+  display: flex;
   gap: 4px;
 }
 
 .km-Total {
+  flex: 1 1 auto;
+  min-width: 0;
   display: flex;
   flex-direction: column;
   align-items: center;

@@ -1,0 +1,59 @@
+"""Variants of issue 10's JupyterLab scenarios that once failed, in Chromium: one duration format
+in every place (panel, badge, status bar, the same as Python's ``human_seconds``), and the cell
+context menu over a selection of several durable cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Lab
+from test_native import STATUS, cell
+from test_sidebar import PANEL, accept_dialog, badge, open_notebook, row, seed
+
+from kitteh_magic.status import human_seconds
+
+pytestmark = pytest.mark.browser
+
+
+def test_one_duration_format_and_invalidating_a_selection(
+        page: Any, lab: Lab, artifacts: Path) -> None:
+    notebook, _ = seed(lab, "variants")
+    open_notebook(page, lab, notebook)
+    row(page, "clean").wait_for()
+
+    # The panel once said "2m 06s" and "42.0s" where the badge said "2 min 06 s" and
+    # `%durable status` "2 min 6 s": every place now writes human_seconds' text.
+    saved, clean_run, load_run = human_seconds(126.0), human_seconds(42.0), human_seconds(12.3)
+    assert page.inner_text(f"{PANEL} .km-Total-saved .km-Total-value") == saved
+    assert row(page, "clean").locator(".km-Step-saved").inner_text() == f"saved {saved}"
+    assert row(page, "clean").locator(".km-Step-duration").inner_text() == clean_run
+    assert row(page, "load").locator(".km-Step-duration").inner_text() == load_run
+    assert f"replayed · saved {saved}" in badge(page, "clean").inner_text()
+    assert f"stored · {load_run}" in badge(page, "load").inner_text()
+    assert page.inner_text(STATUS) == f"1 replayed · saved {saved}"
+    # ... and no value ends in an ellipsis in the narrow panel ("2 min…" once).
+    clipped = page.evaluate(f"""() => [...document.querySelectorAll('{PANEL} .km-Total-value')]
+      .filter(v => v.scrollWidth > v.clientWidth).map(v => v.textContent)""")
+    assert clipped == []
+    page.screenshot(path=str(artifacts / "variants-formats-light.png"))
+
+    # Two durable cells and a plain one selected: the context menu invalidates both steps
+    # (it once invalidated the active cell's only), with one dialog that names them.
+    cell(page, "clean").locator(".jp-InputPrompt").click()
+    page.keyboard.press("Shift+ArrowDown")
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.content.widgets"
+                           ".filter(c => window.jupyterapp.shell.currentWidget.content"
+                           ".isSelectedOrActive(c)).length === 2")
+    cell(page, "features").locator(".jp-InputArea-editor").click(button="right")
+    item = page.locator('.lm-Menu-itemLabel:text-is("Invalidate durable steps")')
+    item.wait_for()
+    item.click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.filter(has_text="Invalidate 2 durable steps?").wait_for()
+    assert "“clean”, “features”" in dialog.inner_text()
+    accept_dialog(page)
+    row(page, "clean", "invalidated").wait_for()
+    row(page, "features", "invalidated").wait_for()
+    assert page.locator(f'{PANEL} .km-Step[data-state="invalidated"]').count() == 3  # + report
