@@ -25,7 +25,9 @@ as one JSON object. A failed cell's traceback goes to stderr, in colour only on 
 Every mistake and every damaged store is one line on stderr, never a traceback. Exit codes: 0
 done; 1 the command failed (a cell of a run failed, verify found damage, clear was not
 confirmed); 2 bad usage or input (bad arguments or parameters, no such file, not a notebook,
-no store, clear without --yes when stdin is not a terminal); 141 (as for SIGPIPE) when the
+no store, clear without --yes when stdin is not a terminal); 130 when Ctrl-C stopped a run
+(the cell running is interrupted, as in JupyterLab, no cell starts after it, the summary
+names it and -o is written), 143 for SIGTERM; 141 (as for SIGPIPE) when the
 reader of stdout goes away (| head), silently. status, gc and clear report the
 damaged items they meet, one line each, skip or repair them and carry on.
 """
@@ -209,6 +211,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(args, "the executed notebook is not written: give -o OUT.ipynb (or -o - for stdout)")
     shown = json.dumps(summary.to_json(), indent=2) if args.json else str(summary)
     print(shown, file=sys.stderr if to_stdout else sys.stdout)
+    if summary.signal:  # as a shell reports a command a signal stopped: 130 for Ctrl-C
+        import signal
+
+        return 128 + int(signal.Signals[summary.signal])
     return 1 if summary.failed else 0
 
 

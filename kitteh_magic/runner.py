@@ -19,11 +19,15 @@ facts in each durable cell's ``metadata.kitteh_magic`` (as papermill puts its ow
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shlex
+import signal
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ import nbformat
 from jupyter_client.kernelspec import NoSuchKernel
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async
 from traitlets.config import Config
 
 from . import locate
@@ -116,6 +121,8 @@ class RunSummary:
     activities: int = 0
     resumed: int = 0
     failed: FailedCell | None = None
+    signal: str | None = None
+    """``SIGINT`` (Ctrl-C) or ``SIGTERM`` when a signal stopped the run, else None."""
     cells: list[dict[str, Any]] = field(default_factory=list)
     """One entry per durable cell that ran: ``index``, ``id`` and the step mark's facts."""
     nb: Any = field(default=None, repr=False)
@@ -128,6 +135,8 @@ class RunSummary:
         if self.activities:
             text += (f"\n{count(self.activities, 'activity', 'activities')} in executed steps, "
                      f"{self.resumed} of them taken from the journal")
+        if self.signal and not self.failed:
+            text += f"\nstopped by {self.signal} as the kernel started"
         return text + (f"\nfailed at {self.failed}" if self.failed else "")
 
     def to_json(self) -> dict[str, Any]:
@@ -137,11 +146,27 @@ class RunSummary:
                 "plain": self.plain, "saved": self.saved, "restarts": self.restarts,
                 "seconds": self.seconds, "activities": self.activities,
                 "resumed": self.resumed,
-                "failed": self.failed.to_json() if self.failed else None, "cells": self.cells}
+                "failed": self.failed.to_json() if self.failed else None,
+                "signal": self.signal, "cells": self.cells}
+
+
+class _Signalled(Exception):
+    """A signal came between two cells: the run stops before the next one."""
+
+
+_SIGNALS: dict[int, str] = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
 class _Client(NotebookClient):
-    """nbclient with cell ids in execute requests, the step marks read, and a progress bar."""
+    """nbclient with cell ids in execute requests, the step marks read, a progress bar, and
+    signals that stop the run.
+
+    nbclient meets SIGINT and SIGTERM by shutting the kernel down; the runner would then see a
+    dead kernel and restart it, so that Ctrl-C ran the notebook again. Here Ctrl-C interrupts
+    the kernel (the cell raises KeyboardInterrupt and its step is ``interrupted``, as in
+    JupyterLab) and no further cell starts; a second Ctrl-C, or SIGTERM, shuts the kernel down.
+    The runner does not restart a kernel a signal stopped.
+    """
 
     def __init__(self, nb: Any, progress: Any, **kwargs: Any) -> None:
         super().__init__(nb, **kwargs)
@@ -153,6 +178,9 @@ class _Client(NotebookClient):
         """Cell index -> the step mark it sent."""
         self.error: dict[str, Any] | None = None
         """The error reply of the cell that failed."""
+        self.signalled: list[int] = []
+        """The stopping signals received, in order."""
+        self._acting: list[asyncio.Future[Any]] = []  # what they started (the loop holds weakly)
         self.on_cell_execute = self._before_cell
         self.on_cell_executed = self._after_cell
         self.on_cell_error = self._cell_error
@@ -176,9 +204,32 @@ class _Client(NotebookClient):
                 self.marks[cell_index] = mark
         return super().process_message(msg, cell, cell_index)
 
+    @asynccontextmanager
+    async def async_setup_kernel(self, **kwargs: Any) -> AsyncIterator[None]:
+        async with super().async_setup_kernel(**kwargs):
+            loop = asyncio.get_running_loop()
+            try:  # replaces nbclient's handlers, which it removes on the way out
+                for signum in _SIGNALS:
+                    loop.add_signal_handler(signum, self._on_signal, signum)
+            except (RuntimeError, NotImplementedError):  # not the main thread; Windows
+                pass
+            yield
+
+    def _on_signal(self, signum: int) -> None:
+        self.signalled.append(signum)
+        if self.km is None:
+            return
+        if signum == signal.SIGINT and len(self.signalled) == 1:
+            act = ensure_async(self.km.interrupt_kernel())
+        else:  # the kernel is dead to this run; nbclient's own cleanup follows
+            act = ensure_async(self.km.shutdown_kernel(now=True))
+        self._acting.append(asyncio.ensure_future(act))
+
     def _before_cell(self, cell: Any, cell_index: int) -> None:
         self._cell_id = cell.get("id")
         self.current = cell_index
+        if self.signalled:
+            raise _Signalled
 
     def _after_cell(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
         if cell_index and self._progress is not None:
@@ -307,14 +358,19 @@ class _Plan:
             stopped: str | None = None
             try:
                 client.execute(env=self.env)
+            except _Signalled:
+                stopped = f"{_SIGNALS[client.signalled[0]]}: stopped before this cell ran"
             except DeadKernelError:
-                if restarts < self.max_restarts:
+                if client.signalled:
+                    stopped = f"{_SIGNALS[client.signalled[-1]]}: the kernel was shut down"
+                elif restarts < self.max_restarts:
                     # What this pass replayed was saved too (the last pass is counted below).
                     saved += sum(float(m.get("saved") or 0.0) for m in client.marks.values())
                     restarts += 1
                     continue
-                stopped = ("the kernel died and no restart is left "
-                           f"(--max-restarts {self.max_restarts})")
+                else:
+                    stopped = ("the kernel died and no restart is left "
+                               f"(--max-restarts {self.max_restarts})")
             except CellTimeoutError:
                 stopped = f"timed out after {count(self.timeout or 0, 'second')} (--timeout)"
             except CellExecutionError:
@@ -326,12 +382,14 @@ class _Plan:
             finally:
                 if bar is not None:
                     bar.close()
-            if stopped is not None and client.current == 0:
+            if stopped is not None and client.current == 0 and not client.signalled:
                 reason = _failed(0, nb.cells[0], None, client.error, stopped).error
                 raise SetupError(f"the kernel {_kernel_name(nb)!r} could not load kitteh_magic "
                                  f"({reason}): install it in the kernel's environment")
             summary = RunSummary(restarts=restarts, nb=nb)
             summary.saved = saved
+            if client.signalled and stopped is not None:  # a signal after the last cell: moot
+                summary.signal = _SIGNALS[client.signalled[0]]
             _account(summary, client, _pointers(store, session), before, since, stopped)
             nb.cells.pop(0)
             return summary

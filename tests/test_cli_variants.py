@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -112,3 +114,39 @@ def test_a_reader_that_goes_away_ends_the_command_silently(
         proc.stdout.close()
         said = proc.stderr.read()
         assert (proc.wait(timeout=60), said) == (141, ""), args
+
+
+@pytest.mark.kernel
+def test_ctrl_c_interrupts_the_cell_and_stops_the_run_without_a_restart(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    nb = new_notebook(cells=[
+        new_code_cell(f"import time\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)"),
+        new_code_cell(f"open({str(tmp_path / 'after')!r}, 'w').close()")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    env = {**os.environ, "KITTEH_MAGIC_KEY_FILE": str(tmp_path / "key"), "KITTEH_MAGIC_DIR": ""}
+    # A terminal's Ctrl-C reaches the command only: jupyter_client starts kernels in a session
+    # of their own.
+    proc = subprocess.Popen([sys.executable, "-m", "kitteh_magic.cli", "run", "nb.ipynb",
+                             "-o", "out.ipynb", "--json"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "the cell never started"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    summary = json.loads(out)
+    assert (summary["signal"], summary["restarts"]) == ("SIGINT", 0)
+    assert summary["failed"]["error"] == "KeyboardInterrupt"
+    assert not (tmp_path / "after").exists()  # no cell starts after Ctrl-C
+    written = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert written.cells[0].outputs[-1]["ename"] == "KeyboardInterrupt"
+    status = json.loads(cli("status", "nb.ipynb", "--json", cwd=tmp_path, env=env).stdout)
+    assert [row["state"] for row in status[0]["steps"]] == ["interrupted"]
+    # nbclient's own handler shut the kernel down under a message being sent, and cleaned up
+    # twice: the kernel's and asyncio's complaints ended on stderr.
+    assert "[IPKernelApp] ERROR" not in err and "Task exception was never retrieved" not in err
