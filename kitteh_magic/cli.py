@@ -79,6 +79,23 @@ def whole_number(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> int:
+    """A cell's time limit: a whole number of seconds, 1 or more (0 would mean no limit to
+    nbclient, silently; no limit is the default, without --timeout).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    try:
+        value = whole_number(text)
+    except argparse.ArgumentTypeError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of 1 or more: {text!r} "
+                                         "(leave --timeout out for no limit)")
+    return value
+
+
 def _colour(stream: TextIO) -> bool:
     """Whether to keep terminal colours on ``stream``: a terminal, and no ``$NO_COLOR``."""
     return stream.isatty() and not os.environ.get("NO_COLOR")
@@ -393,7 +410,7 @@ def _run_parser(sub: Any) -> None:
     run.add_argument("--session", help="session name (default: the notebook's)")
     run.add_argument("--max-restarts", type=whole_number, default=3, metavar="N",
                      help="restart a dead kernel and resume up to N times (default 3)")
-    run.add_argument("--timeout", type=whole_number, default=None, metavar="SECONDS",
+    run.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                      help="seconds a cell may run")
     run.add_argument("--json", action="store_true", help="the summary as one JSON object")
     bar = run.add_mutually_exclusive_group()

@@ -150,3 +150,9 @@ def test_ctrl_c_interrupts_the_cell_and_stops_the_run_without_a_restart(tmp_path
     # nbclient's own handler shut the kernel down under a message being sent, and cleaned up
     # twice: the kernel's and asyncio's complaints ended on stderr.
     assert "[IPKernelApp] ERROR" not in err and "Task exception was never retrieved" not in err
+
+
+def test_a_timeout_of_0_is_a_mistake_not_no_limit(tmp_path: Path) -> None:
+    done = cli("run", "nb.ipynb", "--timeout", "0", cwd=tmp_path, env={})
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1)
+    assert "--timeout: not a whole number of 1 or more: '0'" in done.stderr
