@@ -119,8 +119,10 @@ export class DurableModel implements IDisposable {
       return [];
     }
     const steps = new Set(this._steps.map(row => row.step));
-    return this._cells.filter(
-      cell => !this._byCell.has(cell.cellId) && !(cell.step !== null && steps.has(cell.step))
+    // A named cell is pending when its session has no step of that name, even if an
+    // earlier version of the cell ran under another name (the name was edited).
+    return this._cells.filter(cell =>
+      cell.step !== null ? !steps.has(cell.step) : !this._byCell.has(cell.cellId)
     );
   }
 
@@ -131,6 +133,12 @@ export class DurableModel implements IDisposable {
 
   /** The step whose cell has this id (the latest, if several). */
   rowForCell(cellId: string): IStepRow | undefined {
+    // The name the cell gives now wins: a cell whose step name was edited is not its old
+    // step any more (its badge, "Invalidate" and "Show journal" must not act on that one).
+    const cell = this._cellsById.get(cellId);
+    if (cell !== undefined && cell.step !== null) {
+      return this.row(cell.step);
+    }
     return this._byCell.get(cellId);
   }
 
@@ -151,6 +159,7 @@ export class DurableModel implements IDisposable {
     if (path !== this._path) {
       this._picked = null;
       this._cells = [];
+      this._cellsById.clear();
       this._clear();
     }
     this._path = path;
@@ -163,6 +172,7 @@ export class DurableModel implements IDisposable {
   /** The notebook's durable cells, read from its source (`cells.ts`). */
   setCells(cells: IDurableCell[]): void {
     this._cells = cells;
+    this._cellsById = new Map(cells.map(cell => [cell.cellId, cell]));
     this._emitIfChanged(false);
   }
 
@@ -358,6 +368,7 @@ export class DurableModel implements IDisposable {
   private _error: string | null = null;
   private _loaded = false;
   private _byCell = new Map<string, IStepRow>();
+  private _cellsById = new Map<string, IDurableCell>();
   private _snapshot = '';
   private _inFlight: Promise<void> | null = null;
   private _again = false;

@@ -150,6 +150,9 @@ export function pendingRow(cell: IDurableCell, actions: IRowActions): HTMLElemen
   const name = cell.step ?? `cell ${cell.index + 1}`;
   const item = el('li', 'km-Step km-mod-pending');
   item.dataset.cell = cell.cellId;
+  if (cell.step !== null) {
+    item.dataset.step = cell.step; // as a step's row: found the same way once it runs
+  }
   item.dataset.state = 'not-run';
   const icon = el('span', 'km-StateIcon', '○');
   icon.setAttribute('aria-hidden', 'true');

@@ -57,3 +57,16 @@ def test_one_duration_format_and_invalidating_a_selection(
     row(page, "clean", "invalidated").wait_for()
     row(page, "features", "invalidated").wait_for()
     assert page.locator(f'{PANEL} .km-Step[data-state="invalidated"]').count() == 3  # + report
+
+    # A cell whose step name is edited is no longer its old step: the new name is listed as
+    # not run, and the cell's badge no longer shows the old step's "failed" (it did, and the
+    # context menu invalidated the old step).
+    page.evaluate("""() => {
+      const notebook = window.jupyterapp.shell.currentWidget.content;
+      const index = notebook.widgets.findIndex(c => c.model.id === 'cell-train');
+      notebook.model.cells.get(index).sharedModel.setSource('%%durable train_v2\\npass');
+    }""")
+    row(page, "train_v2", "not-run").wait_for()
+    row(page, "train", "failed").wait_for()  # the session's old step is still there
+    page.wait_for_function("""() => !document.querySelector('.jp-Cell[data-km-step="train"]')""")
+    assert "failed" not in page.locator(".jp-Cell").nth(3).inner_text()
