@@ -192,9 +192,9 @@ def has_parameters_cell(nb: Any) -> bool:
 
 
 def unknown(nb: Any, parameters: Iterable[str]) -> list[str]:
-    """The parameters the cell tagged ``parameters`` does not assign (papermill warns of them:
-    a misspelt name is otherwise a silent default). [] when no cell is tagged or its code is
-    not plain Python (magics), since nothing can be said then.
+    """The parameters no cell tagged ``parameters`` assigns (papermill warns of them: a
+    misspelt name is otherwise a silent default). [] when no cell is tagged or a tagged cell's
+    code is not plain Python (magics), since nothing can be said then.
 
     >>> import nbformat
     >>> cell = nbformat.v4.new_code_cell("n = 1\\nalpha: float = 0.5\\na, b = 1, 2")
@@ -202,14 +202,14 @@ def unknown(nb: Any, parameters: Iterable[str]) -> list[str]:
     >>> unknown(nbformat.v4.new_notebook(cells=[cell]), ["n", "alpha", "b", "nn"])
     ['nn']
     """
-    cell = next((c for c in nb.cells if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])),
-                None)
-    if cell is None:
-        return []
-    try:
-        tree = ast.parse(cell.source)
-    except SyntaxError:
-        return []
-    assigned = {node.id for node in ast.walk(tree)
-                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
-    return [name for name in parameters if name not in assigned]
+    tagged = [c for c in nb.cells if c.get("cell_type") == "code"
+              and PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])]
+    assigned: set[str] = set()
+    for cell in tagged:
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            return []
+        assigned.update(node.id for node in ast.walk(tree)
+                        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store))
+    return [name for name in parameters if name not in assigned] if tagged else []

@@ -156,3 +156,13 @@ def test_a_timeout_of_0_is_a_mistake_not_no_limit(tmp_path: Path) -> None:
     done = cli("run", "nb.ipynb", "--timeout", "0", cwd=tmp_path, env={})
     assert (done.returncode, done.stderr.count("\n")) == (2, 1)
     assert "--timeout: not a whole number of 1 or more: '0'" in done.stderr
+
+
+def test_a_name_any_parameters_cell_assigns_is_known() -> None:
+    from kitteh_magic import parameters
+
+    first, second = new_code_cell("n = 1"), new_code_cell("limit = 2")
+    first.metadata["tags"] = second.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[first, new_code_cell("x = n"), second])
+    assert parameters.unknown(nb, ["n", "limit", "nn"]) == ["nn"]
+    assert parameters.inject(nb, {"n": 2}) == 1  # after the first, as papermill
