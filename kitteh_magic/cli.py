@@ -188,6 +188,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Exit 1 when a cell failed (the summary names it)."""
     from . import parameters
 
+    if str(args.notebook) == "-":
+        raise UsageError("a notebook from stdin (-) cannot be run: its store and session live "
+                         "beside its file; give its path")
     to_stdout = args.output is not None and str(args.output) == "-"
     if to_stdout and args.json:
         raise UsageError("-o - and --json both write to stdout: write the notebook to a file")

@@ -152,10 +152,13 @@ def test_ctrl_c_interrupts_the_cell_and_stops_the_run_without_a_restart(tmp_path
     assert "[IPKernelApp] ERROR" not in err and "Task exception was never retrieved" not in err
 
 
-def test_a_timeout_of_0_is_a_mistake_not_no_limit(tmp_path: Path) -> None:
+def test_a_timeout_of_0_or_a_notebook_from_stdin_is_a_mistake(tmp_path: Path) -> None:
     done = cli("run", "nb.ipynb", "--timeout", "0", cwd=tmp_path, env={})
     assert (done.returncode, done.stderr.count("\n")) == (2, 1)
     assert "--timeout: not a whole number of 1 or more: '0'" in done.stderr
+    done = cli("run", "-", cwd=tmp_path, env={})
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1)
+    assert "kitteh-magic run: a notebook from stdin (-) cannot be run" in done.stderr
 
 
 def test_a_name_any_parameters_cell_assigns_is_known() -> None:
