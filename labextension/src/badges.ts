@@ -29,21 +29,23 @@ const BADGE_CLASS = 'km-Badge';
 export function badgeText(row: IStepRow): string {
   const activities = activityFact(row);
   const count = activities === null ? '' : ` · ${calls(activities.count)}`;
+  // The step's time saved wherever its panel row shows it (replays, and calls resumed from
+  // the journal of an interrupted run, which leave the step "done"): one figure in both.
+  const saved = row.saved >= 0.001 ? ` · saved ${formatSeconds(row.saved)}` : '';
   if (shownState(row) === 'stored') {
-    const saved = row.saved >= 0.001 ? ` · saved ${formatSeconds(row.saved)}` : '';
     return `stored · ${formatSeconds(row.duration)}${saved}${count}`;
   }
   switch (row.state) {
     case 'done':
-      return `durable · ${formatSeconds(row.duration)}${count}`;
+      return `durable · ${formatSeconds(row.duration)}${saved}${count}`;
     case 'replayed':
-      return (row.saved >= 0.001 ? `replayed · saved ${formatSeconds(row.saved)}` : 'replayed') + count;
+      return `replayed${saved}${count}`;
     case 'running':
       return `running…${count}`;
     case 'interrupted':
       return activities === null ? 'interrupted' : `interrupted · ${activities.text}`;
     default:
-      return row.state;
+      return `${row.state}${saved}`;
   }
 }
 

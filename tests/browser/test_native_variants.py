@@ -1,38 +1,65 @@
 """Variants of issue 10's JupyterLab scenarios that once failed, in Chromium: one duration format
-in every place (panel, badge, status bar, the same as Python's ``human_seconds``), and the cell
-context menu over a selection of several durable cells."""
+and one time-saved figure in every place (panel, badge, status bar, the same text as Python's
+``human_seconds``), the cell context menu over a selection of several durable cells, and a cell
+whose step name is edited."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from conftest import Lab
 from test_native import STATUS, cell
 from test_sidebar import PANEL, accept_dialog, badge, open_notebook, row, seed
 
-from kitteh_magic.status import human_seconds
+from kitteh_magic.status import HOST, human_seconds
+from kitteh_magic.steps.catalog import Catalog
+from kitteh_magic.steps.records import StepPointer, pointer_key
+from kitteh_magic.store import Store
 
 pytestmark = pytest.mark.browser
 
 
 def test_one_duration_format_and_invalidating_a_selection(
         page: Any, lab: Lab, artifacts: Path) -> None:
-    notebook, _ = seed(lab, "variants")
+    notebook, directory = seed(lab, "variants")
+    # A step resumed from the journal of an interrupted run: "done", and 3.7 s saved by the
+    # calls the journal answered. Its badge said "durable · 827 ms · 5 calls", no time saved,
+    # beside the panel's "saved 3.7 s".
+    path = lab.root / notebook
+    doc = json.loads(path.read_text())
+    doc["cells"].append({"cell_type": "code", "id": "cell-fit", "metadata": {},
+                         "source": "%%durable fit\npass", "outputs": [], "execution_count": None})
+    path.write_text(json.dumps(doc))
+    with Store(directory, key_file=Path(lab.env["KITTEH_MAGIC_KEY_FILE"])) as store:
+        now = time.time()
+        ptr = StepPointer(session="pipeline.ipynb", step="fit", cell_id="cell-fit",
+                          seq=Catalog(store).claim_seq("pipeline.ipynb", str(path)),
+                          state="done", duration=0.827, saved=3.7, activities=5, resumed=5,
+                          runs=1, started=now - 5, finished=now - 4, pid=os.getpid(),
+                          proc_start=psutil.Process().create_time(), host=HOST)
+        store.put_json(pointer_key("pipeline.ipynb", "fit"), ptr.to_doc())
     open_notebook(page, lab, notebook)
     row(page, "clean").wait_for()
 
     # The panel once said "2m 06s" and "42.0s" where the badge said "2 min 06 s" and
     # `%durable status` "2 min 6 s": every place now writes human_seconds' text.
     saved, clean_run, load_run = human_seconds(126.0), human_seconds(42.0), human_seconds(12.3)
-    assert page.inner_text(f"{PANEL} .km-Total-saved .km-Total-value") == saved
     assert row(page, "clean").locator(".km-Step-saved").inner_text() == f"saved {saved}"
     assert row(page, "clean").locator(".km-Step-duration").inner_text() == clean_run
     assert row(page, "load").locator(".km-Step-duration").inner_text() == load_run
     assert f"replayed · saved {saved}" in badge(page, "clean").inner_text()
     assert f"stored · {load_run}" in badge(page, "load").inner_text()
-    assert page.inner_text(STATUS) == f"1 replayed · saved {saved}"
+    total = human_seconds(126.0 + 3.7)
+    assert page.inner_text(f"{PANEL} .km-Total-saved .km-Total-value") == total
+    assert page.inner_text(STATUS) == f"1 replayed · saved {total}"
+    assert row(page, "fit").locator(".km-Step-saved").inner_text() == "saved 3.7 s"
+    assert badge(page, "fit").inner_text().endswith("durable · 827 ms · saved 3.7 s · 5 calls")
     # ... and no value ends in an ellipsis in the narrow panel ("2 min…" once).
     clipped = page.evaluate(f"""() => [...document.querySelectorAll('{PANEL} .km-Total-value')]
       .filter(v => v.scrollWidth > v.clientWidth).map(v => v.textContent)""")
