@@ -15,7 +15,7 @@ import psutil
 import pytest
 from conftest import Lab
 from test_native import STATUS, cell
-from test_sidebar import PANEL, accept_dialog, badge, open_notebook, row, seed
+from test_sidebar import PANEL, accept_dialog, badge, open_notebook, row, seed, set_theme
 
 from kitteh_magic.status import HOST, human_seconds
 from kitteh_magic.steps.catalog import Catalog
@@ -65,6 +65,9 @@ def test_one_duration_format_and_invalidating_a_selection(
       .filter(v => v.scrollWidth > v.clientWidth).map(v => v.textContent)""")
     assert clipped == []
     page.screenshot(path=str(artifacts / "variants-formats-light.png"))
+    set_theme(page, lab, "JupyterLab Dark")
+    page.screenshot(path=str(artifacts / "variants-formats-dark.png"))
+    set_theme(page, lab, "JupyterLab Light")
 
     # Two durable cells and a plain one selected: the context menu invalidates both steps
     # (it once invalidated the active cell's only), with one dialog that names them.
