@@ -271,7 +271,10 @@ def read_notebook(path: Path) -> Any:
         NotebookInputError: no such file, or not a notebook (the message says why, one line).
     """
     try:
-        return nbformat.read(path, as_version=4)
+        nb = nbformat.read(path, as_version=4)
+        # nbformat.read only logs a notebook that fails its schema; a kernelspec that is a
+        # string or a source that is a number would then fail deep in the run, as a "bug".
+        nbformat.validate(nb)
     except FileNotFoundError as exc:
         raise NotebookInputError(f"no notebook at {path}") from exc
     except (OSError, ValueError, KeyError, TypeError, AttributeError,
@@ -279,8 +282,11 @@ def read_notebook(path: Path) -> Any:
         # NotJSONError and NBFormatError are ValueErrors; a notebook of a shape nbformat cannot
         # convert fails its schema (ValidationError) or a key look-up on the way.
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        where = "/".join(str(part) for part in getattr(exc, "absolute_path", None) or ())
+        reason = f"{where}: {reason}" if where else reason
         raise NotebookInputError(f"{path} is not a notebook: {' '.join(reason.split())[:200]}") \
             from exc
+    return nb
 
 
 def run_notebook(path: Path, output: Path | None = None, session: str | None = None,

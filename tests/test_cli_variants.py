@@ -169,3 +169,18 @@ def test_a_name_any_parameters_cell_assigns_is_known() -> None:
     nb = new_notebook(cells=[first, new_code_cell("x = n"), second])
     assert parameters.unknown(nb, ["n", "limit", "nn"]) == ["nn"]
     assert parameters.inject(nb, {"n": 2}) == 1  # after the first, as papermill
+
+
+def test_a_notebook_that_fails_its_schema_is_named_where(tmp_path: Path) -> None:
+    nb = new_notebook(cells=[new_code_cell("x = 1")])
+    for name, change, where in (
+            ("kernelspec.ipynb", lambda d: d["metadata"].update(kernelspec="python3"),
+             "metadata/kernelspec: 'python3' is not of type 'object'"),
+            ("source.ipynb", lambda d: d["cells"][0].update(source=5),
+             "cells/0/source: 5 is not valid under any of the given schemas")):
+        doc = json.loads(nbformat.writes(nb))
+        change(doc)
+        (tmp_path / name).write_text(json.dumps(doc))
+        done = cli("run", name, cwd=tmp_path, env={})
+        assert (done.returncode, done.stderr) == (
+            2, f"kitteh-magic run: {name} is not a notebook: {where}\n")
