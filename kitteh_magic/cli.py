@@ -497,7 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _say(args, "interrupted")
             return 130
         except Exception as exc:  # a bug; the contract is still one line, naming it
-            _say(args, f"failed: {type(exc).__name__}: {exc} (a bug in kitteh_magic: please "
+            what = " ".join(str(exc).split())
+            what = what if len(what) <= 300 else what[:299] + "…"
+            _say(args, f"failed: {type(exc).__name__}: {what} (a bug in kitteh_magic: please "
                  "report it with this line)")
             return 1
 

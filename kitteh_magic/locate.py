@@ -107,13 +107,21 @@ def metadata_session(metadata: Mapping[str, object] | None) -> str | None:
 
 def metadata_store(notebook: str | os.PathLike[str] | None,
                    metadata: Mapping[str, object] | None) -> Path | None:
-    """The store folder a notebook's metadata points to, when that folder exists; else None."""
+    """The store folder a notebook's metadata points to, when that folder exists; else None.
+
+    >>> metadata_store("/nb/a.ipynb", {"kitteh_magic": {"store": "x" * 5000}}) is None
+    True
+    """
     own = (metadata or {}).get(METADATA_KEY)
     value = own.get("store") if isinstance(own, Mapping) else None
     if not notebook or not isinstance(value, str) or not value.strip():
         return None
     found = (Path(notebook).expanduser().absolute().parent / value)
-    return Path(os.path.normpath(found)) if found.is_dir() else None
+    try:
+        exists = found.is_dir()
+    except (OSError, ValueError):  # a name too long, a NUL: no folder a notebook could name
+        exists = False
+    return Path(os.path.normpath(found)) if exists else None
 
 
 def resolve(notebook: str | os.PathLike[str] | None,
@@ -188,13 +196,20 @@ def connection_binding(connection_file: str | os.PathLike[str]) -> Path | None:
 def write_binding(path: Path, notebook: str, metadata: Mapping[str, object]) -> None:
     """Write a binding atomically: ``{"notebook": OS path, "metadata": {"kitteh_magic": ...}}``."""
     import json
+    import secrets
 
     own = metadata.get(METADATA_KEY)
     doc = {"notebook": notebook,
            "metadata": {METADATA_KEY: dict(own)} if isinstance(own, Mapping) else {}}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc), encoding="utf-8")
-    os.replace(tmp, path)
+    # A temporary name of its own per write: the server writes bindings from several threads
+    # (a kernel that died and restarts is bound twice at once), and a name shared by the
+    # process had one writer's os.replace find the file already moved by the other.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    try:
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_binding(path: Path) -> tuple[str, dict[str, object]] | None:
