@@ -274,3 +274,21 @@ async def test_a_step_recorded_after_a_rename_lands_in_the_kept_session(
     reply = await get_with(jp_fetch, "steps", metadata, path="nb/renamed.ipynb")
 
     assert [r["step"] for r in reply["steps"]][-1] == "after"
+
+
+def test_bindings_written_at_once_from_threads_all_land(tmp_path: Path) -> None:
+    """The server writes bindings from worker threads; a kernel that died and restarts is bound
+    twice at once (its status and its kernel change). Writers of one process shared a temporary
+    file name, so one's ``os.replace`` found it moved by the other: a 500, and the notebook
+    warned "could not tell the kernel ... where its steps are" (seen in Chromium after kill -9)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = locate.binding_file(tmp_path, "k-1")
+
+    def write(i: int) -> None:
+        locate.write_binding(path, f"/nb/{i}.ipynb", {"kitteh_magic": {"session": "s"}})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(400)))
+    assert locate.read_binding(path) is not None
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left

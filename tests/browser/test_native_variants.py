@@ -15,7 +15,15 @@ import psutil
 import pytest
 from conftest import Lab
 from test_native import STATUS, cell
-from test_sidebar import PANEL, accept_dialog, badge, open_notebook, row, seed, set_theme
+from test_sidebar import (
+    PANEL,
+    accept_dialog,
+    badge,
+    open_notebook,
+    row,
+    seed,
+    set_theme,
+)
 
 from kitteh_magic.status import HOST, human_seconds
 from kitteh_magic.steps.catalog import Catalog
@@ -100,3 +108,29 @@ def test_one_duration_format_and_invalidating_a_selection(
     row(page, "train", "failed").wait_for()  # the session's old step is still there
     page.wait_for_function("""() => !document.querySelector('.jp-Cell[data-km-step="train"]')""")
     assert "failed" not in page.locator(".jp-Cell").nth(3).inner_text()
+
+
+def test_a_kernel_that_dies_is_bound_again_without_a_warning(page: Any, lab: Lab) -> None:
+    """kill -9 of the kernel: JupyterLab restarts it and the notebook's keeper binds the new one
+    (status and kernel change, at once). The two writes of the binding shared a temporary file
+    name, one failed with a 500, and the user read "could not tell the kernel ... where its steps
+    are"."""
+    lab.write_notebook("dead/nb.ipynb", [("d0", "%load_ext kitteh_magic"),
+                                         ("d1", "%%durable a\nx = 1")])
+    open_notebook(page, lab, "dead/nb.ipynb")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    row(page, "a", "done").wait_for(timeout=20_000)
+    page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+                  ".requestExecute({code: 'import os, signal; os.kill(os.getpid(), 9)'})")
+    page.locator(".jp-Dialog").filter(has_text="appears to have died").wait_for()
+    page.keyboard.press("Escape")
+    # (After an automatic restart JupyterLab may say "Starting" until the kernel is asked
+    # something: wait for the connection, not for "idle".)
+    page.wait_for_function("""() => window.jupyterapp.shell.currentWidget.sessionContext
+      .session?.kernel?.connectionStatus === 'connected'""")
+    # Restore from the palette's command into the new kernel: it answers, nothing warns.
+    page.evaluate("window.jupyterapp.commands.execute('kitteh-magic:restore')")
+    page.locator(".Toastify__toast").filter(has_text="Restore: restored 1 step").wait_for(
+        timeout=60_000)
+    toasts = page.locator(".Toastify__toast").all_inner_texts()
+    assert not [text for text in toasts if "could not" in text], toasts
