@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import html
+import math
 import os
 import socket
 import time
@@ -420,18 +421,26 @@ def human_size(size: float) -> str:
 
 
 def human_seconds(seconds: float) -> str:
-    """Durations for people.
+    """Durations for people; the JupyterLab extension's ``formatSeconds`` gives the same text.
+
+    Rounded before it is split, so 119.6 s reads "2 min 0 s", never "1 min 60 s".
 
     >>> human_seconds(0.0042), human_seconds(12.34), human_seconds(3725)
     ('4 ms', '12.3 s', '1 h 2 min')
+    >>> human_seconds(0.9996), human_seconds(59.96), human_seconds(119.6), human_seconds(0)
+    ('1.0 s', '1 min 0 s', '2 min 0 s', '0 s')
     """
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
+    if not math.isfinite(seconds) or seconds <= 0:
+        return "0 s"
+    if seconds < 0.9995:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 59.95:
         return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
-    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+    total = round(seconds)
+    minutes = total // 60
+    if minutes < 60:
+        return f"{minutes} min {total - minutes * 60} s"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 _COLUMNS = ("step", "state", "runs", "duration", "saved", "size", "activities")

@@ -386,9 +386,9 @@ def test_settings_editor_changes_apply_live(page: Any, lab: Lab) -> None:
 
 
 def format_seconds(seconds: float) -> str:
-    """The frontend's formatSeconds (format.ts): Python's human_seconds, one format everywhere
-    (they differ only where human_seconds rounds 59.96 s to "60.0 s" or 119.6 s to "1 min 60 s")."""
-    return "0 s" if seconds <= 0 else human_seconds(seconds)
+    """The frontend's formatSeconds (format.ts) gives Python's human_seconds: one format
+    everywhere."""
+    return human_seconds(seconds)
 
 
 @pytest.fixture(scope="module")
