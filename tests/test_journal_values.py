@@ -34,7 +34,11 @@ def _typed(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-@pytest.mark.parametrize("value", VALUES, ids=[repr(v)[:24] for v in VALUES])
+# Ids by position and type: a set's repr changes with the hash seed of each process.
+IDS = [f"{i}-{type(v).__name__}" for i, v in enumerate(VALUES)]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=IDS)
 def test_a_journaled_result_replays_as_the_live_one(tmp_path: Path, key_file: Path,
                                                       value: Any) -> None:
     @km.activity
