@@ -78,12 +78,14 @@ export async function restoreSession(panel: NotebookPanel, model: DurableModel):
     const reply = await future.done;
     const ok = reply.content.status === 'ok';
     const report = said.trim().split('\n')[0] ?? '';
+    // The kernel's own words (restore.py): "restored N steps of …", or that nothing was.
+    const nothing = ok && report !== '' && !/^restored [1-9]/.test(report);
     Notification.update({
       id,
       message: ok
         ? `Restore: ${report || `session “${session}” restored into the kernel`}.`
         : `Cannot restore session “${session}”: ${errorText(reply.content)}`,
-      type: ok ? 'success' : 'error',
+      type: ok ? (nothing ? 'warning' : 'success') : 'error',
       autoClose: 5000
     });
   } catch (error) {

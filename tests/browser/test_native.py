@@ -128,8 +128,10 @@ def test_palette_context_menu_shortcuts_and_invalidate_dialogs(
     page.select_option(f"{PANEL} select.km-SessionPicker", "experiment-2")
     row(page, "load").wait_for()
     run_from_palette(page, "Durable: Restore session")
-    # That session, not the kernel's (its seeded steps have no records to load).
-    toast(page, "Restore: session 'experiment-2' has no finished steps")
+    # That session, not the kernel's (its seeded steps have no records to load): a warning,
+    # not a success.
+    page.locator(".Toastify__toast--warning").filter(
+        has_text="Restore: session 'experiment-2' has no finished steps").first.wait_for()
     page.select_option(f"{PANEL} select.km-SessionPicker", "pipeline.ipynb")
     row(page, "plot").wait_for()
     run_from_palette(page, "Durable: Reset session…")
