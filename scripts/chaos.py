@@ -94,7 +94,7 @@ from urllib.parse import parse_qs, urlparse
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from jupyter_client.manager import KernelManager
-from kernel import Kernel, Result
+from kernel import Kernel, Result, ipc_settings
 
 PARTS = ("random", "damage", "tamper", "journal", "two")
 CELL_TIMEOUT = 90.0
@@ -206,7 +206,7 @@ class ChaosKernel(Kernel):
     def __init__(self, cwd: Path, env: dict[str, str], log: Path) -> None:
         self.log_path = log
         self._log = log.open("ab")
-        self.manager = KernelManager(kernel_name="python3")
+        self.manager = KernelManager(kernel_name="python3", **ipc_settings())
         self.manager.start_kernel(cwd=str(cwd), env={**os.environ, **env},
                                   stdout=self._log, stderr=self._log)
         self._connect()

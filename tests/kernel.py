@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -12,6 +15,7 @@ from queue import Empty
 from typing import Any
 
 from jupyter_client.manager import KernelManager
+from traitlets.config import Config
 
 MARK_ID, MARK_MIME = "kitteh-magic-step", "application/vnd.kitteh-magic.step+json"
 """The step mark's display id and MIME type (``kitteh_magic/steps/mark.py``), spelled out: a
@@ -60,6 +64,24 @@ class Result:
         return self
 
 
+def ipc_settings() -> dict[str, str]:
+    """Kernel sockets as files in a folder of their own (``KernelManager(**ipc_settings())``).
+
+    Over TCP, jupyter_client picks free ports and the kernel binds them a moment later; two test
+    workers starting kernels at once can pick the same port ("Address already in use", "Kernel
+    died before replying to kernel_info"). Socket files cannot collide. The folder is in /tmp
+    (a socket path is limited to about 100 bytes) and goes when the process ends.
+    """
+    folder = tempfile.mkdtemp(prefix="km-k-", dir="/tmp")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return {"transport": "ipc", "ip": os.path.join(folder, "k")}
+
+
+def ipc_config() -> Config:
+    """:func:`ipc_settings` as traitlets config, for nbclient's ``NotebookClient(config=...)``."""
+    return Config({"KernelManager": ipc_settings()})
+
+
 class Kernel:
     """One kernel process with a client; restart and kill it like a user (or the OOM killer)."""
 
@@ -67,7 +89,7 @@ class Kernel:
         """Start it in ``cwd`` with ``env`` added to this process's environment; with a
         ``connection_file`` named as Jupyter names them (``<runtime>/kernel-<id>.json``), the
         kernel knows its id and runtime folder as under a Jupyter server."""
-        self.manager = KernelManager(kernel_name="python3", **(
+        self.manager = KernelManager(kernel_name="python3", **ipc_settings(), **(
             {"connection_file": str(connection_file)} if connection_file else {}))
         self.manager.start_kernel(cwd=str(cwd), env={**os.environ, **env})
         self._connect()

@@ -18,7 +18,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from kernel import runs
+from kernel import ipc_config, runs
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -53,8 +53,8 @@ def bump(tmp_path: Path, name: str) -> str:
 def plain_run(path: Path) -> Any:
     """The oracle: the notebook executed by nbclient alone, in its folder."""
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
+                   config=ipc_config()).execute()
     return nb
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import nbformat
 import pytest
 from http_server import CountingServer, counting_server
-from kernel import MARK_ID, MARK_MIME, Kernel
+from kernel import MARK_ID, MARK_MIME, Kernel, ipc_config
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.kernel
@@ -52,7 +52,7 @@ def _execute(cells: list[str], folder: Path) -> tuple[list[list[dict[str, Any]]]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(cell) for cell in cells]
     client = _Listening(nb, kernel_name="python3", timeout=120,
-                        resources={"metadata": {"path": str(folder)}})
+                        resources={"metadata": {"path": str(folder)}}, config=ipc_config())
     client.marks = []
     client.execute()
     outputs = [[{k: v for k, v in out.items() if k != "execution_count"} for out in cell.outputs]

@@ -80,6 +80,7 @@ export class SessionKeeper implements IDisposable {
     panel.sessionContext.kernelChanged.connect(this._onKernel, this);
     panel.sessionContext.statusChanged.connect(this._onStatus, this);
     panel.sessionContext.iopubMessage.connect(this._onIOPub, this);
+    panel.context.saveState.connect(this._onSaveState, this);
     NotebookActions.executionScheduled.connect(this._onScheduled, this);
     panel.disposed.connect(() => this.dispose());
     void this._start();
@@ -207,8 +208,22 @@ export class SessionKeeper implements IDisposable {
   }
 
   /**
+   * A save finished: if durable metadata was written while it was on its
+   * way, that save may not hold it (and it marked the notebook clean), so
+   * save once more.
+   */
+  private _onSaveState(_: unknown, state: string): void {
+    this._saving = state === 'started';
+    if (!this._saving && this._resave && !this._disposed) {
+      this._resave = false;
+      void this._guard(() => this.panel.context.save());
+    }
+  }
+
+  /**
    * Write the durable metadata when it changes, and save a notebook that had
-   * no unsaved changes, so the file carries its session too.
+   * no unsaved changes (or whose save was on its way), so the file carries
+   * its session too.
    */
   private async _write(metadata: IDurableMetadata): Promise<void> {
     const model = this.panel.model;
@@ -216,12 +231,18 @@ export class SessionKeeper implements IDisposable {
       return;
     }
     const wasClean = !model.dirty;
+    const duringSave = this._saving;
     const own = model.getMetadata(METADATA_KEY);
     const rest = typeof own === 'object' && own !== null ? { ...own } : {};
     delete rest.store; // a store that no longer applies goes
     model.setMetadata(METADATA_KEY, { ...rest, ...metadata });
     await this.bind();
-    if (wasClean && this.panel.context.contentsModel?.writable !== false) {
+    if (this.panel.context.contentsModel?.writable === false) {
+      return;
+    }
+    if (this._saving) {
+      this._resave = true; // after the save on its way (_onSaveState)
+    } else if (wasClean || duringSave) {
       await this.panel.context.save();
     }
   }
@@ -243,6 +264,8 @@ export class SessionKeeper implements IDisposable {
   }
 
   private _path: string;
+  private _saving = false;
+  private _resave = false;
   private _disposed = false;
   private _marked = new Signal<this, IStepMark>(this);
 }
