@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-from ..status import human_seconds
+from ..status import count, human_seconds
 
 DISPLAY_ID = "kitteh-magic-step"
 MIME = "application/vnd.kitteh-magic.step+json"
@@ -103,7 +103,6 @@ def text(mark: Mark) -> str:
                 f"replayed in {human_seconds(mark['elapsed'])}: saved "
                 f"{human_seconds(mark['saved'])})")
     if mark["resumed"]:
-        calls = "call" if mark["resumed"] == 1 else "calls"
-        return (f"↻ step {mark['step']!r} took {mark['resumed']} {calls} from its journal "
+        return (f"↻ step {mark['step']!r} took {count(mark['resumed'], 'call')} from its journal "
                 f"(saved {human_seconds(mark['saved'])})")
     return ""
