@@ -12,6 +12,7 @@ pip install --quiet --upgrade pip
 SKIP_JUPYTER_BUILDER=1 pip install --quiet -e ".[test,lab,browser]"
 
 bash scripts/install-chromium.sh
+bash scripts/install-postgresql.sh
 if [ -n "${CI:-}" ]; then
   # Prove the TypeScript still compiles, and that the committed build matches its sources.
   bash scripts/build-labextension.sh

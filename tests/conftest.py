@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from kernel import Kernel
+from pgserver import PgServer, PgUnavailable
 
 # The server extension's handler tests use pytest-jupyter's jp_fetch (the `test` extra installs
 # it); a plugin must be declared in the root conftest.
@@ -80,3 +82,28 @@ def counter(tmp_path: Path) -> Callable[[str], str]:
         return f"(lambda f: (f.write('x'), f.close()))(open({str(path)!r}, 'a'))"
     return code
 
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for this test process (each xdist worker starts its own).
+
+    Skipped when PostgreSQL is not installed, except under CI, where that is a failure."""
+    try:
+        server = PgServer()
+    except PgUnavailable as err:
+        if os.environ.get("CI"):
+            pytest.fail(str(err))
+        pytest.skip(str(err))
+    try:
+        server.start()
+    except PgUnavailable as err:
+        server.stop()
+        pytest.fail(str(err))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a fresh, empty database on :func:`pg_server`: one per test."""
+    return pg_server.database()
