@@ -623,7 +623,7 @@ def test_settings_written_into_the_index_are_set_back(
             Store(directory, key_file=tmp_path / "key") as st:
         assert st.get_json("km1/doc/a") == {"a": 1}
         st.put_json("km1/doc/b", {"b": 2})
-        assert st._cache._sql("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert st._index._cache._sql("PRAGMA journal_mode").fetchone() == ("wal",)
     with sqlite3.connect(directory / "index" / "cache.db") as db:
         kept = {**diskcache.DEFAULT_SETTINGS, "eviction_policy": "none", "cull_limit": 0}
         assert db.execute("SELECT value FROM Settings WHERE key = ?",

@@ -18,6 +18,7 @@ import mmap
 import os
 import re
 import secrets
+import shutil
 import socket
 import stat
 import sys
@@ -146,11 +147,37 @@ class BlobFiles:
         finally:
             os.close(fd)
 
-    def remove(self, digest: str) -> int:
-        """Delete the blob of ``digest``; return the bytes freed (0 if it was already gone)."""
+    def size(self, digest: str) -> int | None:
+        """The size of the committed blob of ``digest``, or ``None`` when there is none; a
+        directory or a link standing in its place is removed (no read could use it)."""
         path = self.path(digest)
         try:
-            size = path.stat().st_size
+            info = path.lstat()
+        except FileNotFoundError:
+            return None
+        if stat.S_ISREG(info.st_mode):
+            return info.st_size
+        self.remove(digest)
+        return None
+
+    def where(self, digest: str) -> str:
+        """Where the blob of ``digest`` is looked for, for messages."""
+        return f"blob file {str(self.path(digest))!r}"
+
+    def refetch(self, digest: str) -> bool:
+        """Whether a damaged copy can be fetched again from elsewhere (never: this is the
+        only copy; see ``chunks.CachedBlobs``)."""
+        return False
+
+    def remove(self, digest: str) -> int:
+        """Delete the blob of ``digest`` (or a directory in its place); return the bytes freed
+        (0 if it was already gone)."""
+        path = self.path(digest)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            return 0
+        try:
+            size = path.lstat().st_size
             path.unlink()
         except FileNotFoundError:
             return 0

@@ -1,40 +1,35 @@
-"""The store: values by content address, JSON metadata by key, in one private directory.
+"""The store: values by content address, JSON metadata by key.
 
-Layout (see ARCHITECTURE.md)::
+Two engines behind one class (see ARCHITECTURE.md): the embedded store, one private directory::
 
     <store>/          0700
       index/          diskcache (SQLite, WAL): JSON documents and small value frames
       blobs/ab/<dg>   large value frames, immutable once renamed into place
       tmp/            blob files being written
+
+and a team's store in PostgreSQL (``postgres.py``): the same rows in a table, large values in
+content-addressed chunks, and each machine's read-through cache of them under
+``$XDG_CACHE_HOME/kitteh_magic/<store id>/`` (``blobs/`` and ``tmp/`` as above).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import os
 import re
-import shutil
 import sqlite3
-import stat
-import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict
-
-import diskcache
-from diskcache.core import MODE_RAW
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from kitteh_magic import locate
-from kitteh_magic.errors import DamagedRecordError, DamagedStoreWarning, StoreError
+from kitteh_magic.errors import DamagedRecordError, StoreError
 from kitteh_magic.store import identity
 from kitteh_magic.store.blobs import BlobFiles, Durability
 from kitteh_magic.store.frames import (
     Pickled,
-    SignedDisk,
     SignedDoc,
     decode_json,
     encode_json,
@@ -43,15 +38,16 @@ from kitteh_magic.store.frames import (
     pickle_value,
 )
 from kitteh_magic.store.identity import Known, Resolve
+from kitteh_magic.store.index import MISSING, DiskIndex, Index, disk_full, explain, private_dir
 from kitteh_magic.store.notebook import restoring_into
-from kitteh_magic.store.signing import Signer, private_parents
+from kitteh_magic.store.signing import Bytes, Signer
 
 STORE_FORMAT = 1
 KEY_PREFIX = "km1/"
 VALUE_PREFIX = KEY_PREFIX + "val/"
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")
-_MISSING = object()
+_MISSING = MISSING
 _DISCARD = frozenset({"truncated", "checksum", "format", "signature", "version", "unreadable"})
 """Damage that is dropped on detection, so that the next ``put_value`` (which skips digests that
 exist) writes the value again. A frame of a newer format is dropped too: the value it holds is
@@ -71,12 +67,23 @@ class ValueRef(TypedDict):
     """Digests of the stored values this one refers to (identity kept across values)."""
 
 
-_PINNED: dict[str, Any] = {
-    **diskcache.DEFAULT_SETTINGS,
-    # The store is not a cache: nothing may be evicted behind a record's back.
-    "eviction_policy": "none", "cull_limit": 0, "statistics": False, "tag_index": False,
-}
-"""Every diskcache setting, given explicitly (see :meth:`Store._open_index`)."""
+class Blobs(Protocol):
+    """Where large value frames live: :class:`~kitteh_magic.store.blobs.BlobFiles` (the
+    embedded store's files) or ``chunks.CachedBlobs`` (chunks in PostgreSQL, read through a
+    local cache of the same files)."""
+
+    def exists(self, digest: str) -> bool: ...
+    def size(self, digest: str) -> int | None: ...
+    def write(self, digest: str, parts: Sequence[Bytes]) -> int: ...
+    def read(self, digest: str) -> memoryview: ...
+    def remove(self, digest: str) -> int: ...
+    def refetch(self, digest: str) -> bool: ...
+    def where(self, digest: str) -> str: ...
+    def entries(self) -> Iterator[tuple[str, int]]: ...
+    def written(self, digest: str) -> float: ...
+    def sweep_tmp(self) -> int: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def value_key(digest: str) -> str:
@@ -94,14 +101,14 @@ class Store:
     def __init__(self, directory: str | os.PathLike[str], *, key_file: Path | None = None,
                  inline_limit: int = 64 * 1024, verify_limit: int = 256 * 2**20,
                  durability: Durability = "process") -> None:
-        """Open (creating if needed) the store in ``directory``.
+        """Open (creating if needed) the embedded store in ``directory``.
 
         Args:
             directory: the store directory; created 0700.
             key_file: the signing key (default :func:`kitteh_magic.locate.key_file`); read or
                 created only when a value or signed document is written or read.
             inline_limit: values whose stream and buffers take at most this many bytes live in
-                the SQLite index; larger ones are blob files.
+                the index; larger ones are blobs.
             verify_limit: buffers of a value are checksummed on restore up to this many bytes;
                 above it only their sizes are checked, so restoring stays O(1).
             durability: ``"process"`` (fsync in the background) or ``"machine"`` (fsync before
@@ -111,65 +118,43 @@ class Store:
             StoreError: the directory cannot be created or written.
         """
         self.directory = Path(directory).expanduser().absolute()
+        """Where this machine keeps the store's files (the store itself, or its local cache)."""
+        self.location = str(self.directory)
+        """What the store is called in messages and ``status`` (a folder, or a URL without its
+        password)."""
         self.inline_limit = inline_limit
         self.verify_limit = verify_limit
         self._signer = Signer(key_file if key_file is not None else locate.key_file())
-        self._index_inode: int | None = None
         try:
             for path in (self.directory, self.directory / "blobs", self.directory / "tmp"):
-                _private_dir(path)
-            self._cache = self._open_index()
+                private_dir(path)
+            self._index: Index = DiskIndex(self.directory, self._signer)
         except (OSError, sqlite3.Error) as exc:
-            if _disk_full(exc):
+            if disk_full(exc):
                 raise StoreError(f"cannot open the store {str(self.directory)!r}: the disk is "
                                  f"full ({exc}). Free some space.") from exc
             raise StoreError(
                 f"cannot open the store {str(self.directory)!r}: {exc}. Choose a writable "
                 f"directory with ${locate.STORE_ENV}."
             ) from exc
-        self._blobs = BlobFiles(self.directory / "blobs", self.directory / "tmp", durability)
+        self._blobs: Blobs = BlobFiles(self.directory / "blobs", self.directory / "tmp",
+                                       durability)
+        self._started()
+
+    def _started(self) -> None:
+        """What every engine does once its index and blobs are open."""
         self._blobs.sweep_tmp()  # dead writers' temporary files: one scandir when there are none
         self._unverified: list[str] = []
         """Digests of values restored without their buffers' checksums (above the limit)."""
         self._verifier: ThreadPoolExecutor | None = None
 
+    @property
+    def shared(self) -> bool:
+        """Whether the store is shared with other machines (a server), not a local folder."""
+        return False
+
     def __repr__(self) -> str:
-        return f"Store({str(self.directory)!r})"
-
-    def _open_index(self) -> diskcache.Cache:
-        """Open the SQLite index; one that is not a database is moved aside for a new one.
-
-        Every diskcache setting is passed, so none is read from the index's ``Settings`` table:
-        a value written there (``sqlite_journal_mode``, ``disk_min_file_size``) cannot change
-        how the store works.
-        """
-        index = self.directory / "index"
-        for attempt in (1, 2):
-            try:
-                _private_dir(index)
-                if not index.is_dir():
-                    raise NotADirectoryError(f"{str(index)!r} is not a directory")
-                db = index / "cache.db"
-                if db.exists() and not db.is_file():
-                    raise IsADirectoryError(f"{str(db)!r} is not a file")
-                _pin_settings(db)
-                cache = diskcache.Cache(str(index), disk=SignedDisk, timeout=60, **_PINNED)
-                cache.disk.signer = self._signer
-                self._index_inode = os.stat(db).st_ino
-                return cache
-            except (sqlite3.DatabaseError, FileExistsError, NotADirectoryError,
-                    IsADirectoryError) as exc:
-                # Damage only: not a directory, or a file SQLite says is not a sound database
-                # (a lock, a full disk or a permission is not damage, and is raised).
-                if attempt == 2 or (isinstance(exc, sqlite3.DatabaseError)
-                                    and not _corrupt(exc)):
-                    raise
-                aside = _move_aside(index)
-                warnings.warn(f"the store's index {str(index)!r} is damaged ({exc}); it was "
-                              f"moved to {aside.name!r} and a new one started: steps run "
-                              "again once and rewrite their records.", DamagedStoreWarning,
-                              stacklevel=4)
-        raise AssertionError("unreachable")
+        return f"{type(self).__name__}({self.location!r})"
 
     # -- values -------------------------------------------------------------------------------
 
@@ -217,22 +202,20 @@ class Store:
         with self._failing("save value " + digest):
             if value.payload_size <= self.inline_limit:
                 key = value_key(digest)
-                frame = self._cache.get(key, _MISSING, retry=True)
-                if not isinstance(frame, bytes):  # absent, or a foreign row to replace
+                row = self._index.get(key)
+                if isinstance(row, bytes):
+                    size = len(row)
+                else:  # absent, or a foreign row to replace
                     parts, _ = frame_parts(value, self._signer)
                     frame = b"".join(parts)
-                    self._cache.set(key, frame, retry=True)
-                return ValueRef(digest=digest, size=len(frame), kind="inline", type=value.type_name)
-            path = self._blobs.path(digest)
-            try:
-                info = path.lstat()
-                if not stat.S_ISREG(info.st_mode):  # a directory or a link in its place
-                    self._drop(digest)
-                    raise FileNotFoundError(path)
-                size = info.st_size
-            except FileNotFoundError:
+                    self._index.set(key, frame)
+                    size = len(frame)
+                return ValueRef(digest=digest, size=size, kind="inline", type=value.type_name)
+            found = self._blobs.size(digest)
+            if found is None:
                 parts, _ = frame_parts(value, self._signer)
-                size = self._blobs.write(digest, parts)
+                found = self._blobs.write(digest, parts)
+            size = found
             return ValueRef(digest=digest, size=size, kind="blob", type=value.type_name)
 
     def get_value(self, ref: Mapping[str, Any], *,
@@ -318,7 +301,7 @@ class Store:
         """Whether the value of ``ref`` is stored (not verified)."""
         digest = _digest_of(ref)
         with self._failing("look up value " + digest):
-            return self._blobs.exists(digest) or value_key(digest) in self._cache
+            return self._blobs.exists(digest) or self._index.contains(value_key(digest))
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -334,7 +317,7 @@ class Store:
             DamagedRecordError: not a JSON document, or a bad or missing signature.
         """
         with self._failing("read " + key):
-            raw = self._cache.get(key, _MISSING, retry=True)
+            raw = self._index.get(key)
         if raw is _MISSING:
             return None
         return decode_json(key, raw, self._signer if signed else None)
@@ -342,25 +325,16 @@ class Store:
     def put_json(self, key: str, doc: Mapping[str, Any], *, sign: bool = False) -> None:
         """Store ``doc`` (JSON-serialisable) at ``key``, signed when ``sign``."""
         with self._failing("write " + key):
-            self._cache.set(key, SignedDoc(doc) if sign else doc, retry=True)
+            self._index.set(key, SignedDoc(doc) if sign else doc)
 
     def write_json(self, key: str, doc: Mapping[str, Any], *, sign: bool = False) -> None:
         """:meth:`put_json` in one SQL statement, for the write on every activity call.
 
-        diskcache's ``set`` costs a transaction of three statements; an upsert on its table is
-        one, and its triggers keep the table's count and size settings right. The row is what
-        ``put_json`` would write, so every reader sees no difference.
+        The row is what ``put_json`` would write, so every reader sees no difference.
         """
         text = encode_json(key, doc, self._signer if sign else None)
-        now = time.time()
         with self._failing("write " + key):
-            self._cache._sql(
-                "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count,"
-                " tag, size, mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?,"
-                " NULL, ?) ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time,"
-                " access_time = excluded.access_time, mode = excluded.mode,"
-                " filename = NULL, value = excluded.value",
-                (key, now, now, MODE_RAW, text))
+            self._index.upsert_text(key, text)
 
     def update_json(self, key: str,
                     fn: Callable[[dict[str, Any] | None], dict[str, Any] | None], *,
@@ -372,8 +346,8 @@ class Store:
         the key. The new document is stored unsigned. Returns what ``fn`` returned. A current
         document that is not JSON is given to ``damaged`` and ``fn`` sees None: it is replaced.
         """
-        with self._failing("update " + key), self._cache.transact(retry=True):
-            raw = self._cache.get(key, _MISSING)
+        with self._failing("update " + key), self._index.locked(key):
+            raw = self._index.get(key)
             try:
                 current = None if raw is _MISSING else decode_json(key, raw, None)
             except DamagedRecordError as err:
@@ -383,15 +357,15 @@ class Store:
                 current = None
             new = fn(current)
             if new is None:
-                self._cache.delete(key)
+                self._index.delete(key)
             else:
-                self._cache.set(key, new)
+                self._index.set(key, new)
         return new
 
     def delete(self, key: str) -> None:
         """Remove ``key`` (a document or a small value); absent keys are fine."""
         with self._failing("delete " + key):
-            self._cache.delete(key, retry=True)
+            self._index.delete(key)
 
     def json_items(self, prefix: str, *, signed: bool = False,
                    ) -> list[tuple[str, dict[str, Any] | DamagedRecordError]]:
@@ -401,10 +375,9 @@ class Store:
         entry does not hide the others.
         """
         with self._failing("read " + prefix):
-            rows = self._rows(prefix)
+            rows = self._index.rows(prefix)
         items: list[tuple[str, dict[str, Any] | DamagedRecordError]] = []
-        for key, mode, filename, value in rows:
-            raw = self._cache.disk.fetch(mode, filename, value, False)
+        for key, raw in rows:
             try:
                 items.append((key, decode_json(key, raw, self._signer if signed else None)))
             except DamagedRecordError as err:
@@ -413,27 +386,23 @@ class Store:
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove every key under ``prefix`` in one transaction; returns how many."""
-        # One range DELETE (diskcache's triggers keep its counters); documents and small values
-        # own no files, so nothing else needs removing.
-        upper = _end(prefix)
         with self._failing("delete " + prefix):
-            cursor = self._cache._sql("DELETE FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
-                                      (prefix, upper))
-        return int(cursor.rowcount)
+            return self._index.delete_prefix(prefix)
 
     def keys(self, prefix: str) -> list[str]:
-        """Every key starting with ``prefix``, sorted (an index range scan in SQLite)."""
+        """Every key starting with ``prefix``, sorted (an index range scan)."""
         with self._failing("list " + prefix):
-            return list(self._range(prefix))
+            return self._index.keys(prefix)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group index writes (small values, documents) into one SQLite commit.
+        """Group index writes (small values, documents) into one commit.
 
-        A commit costs tens of microseconds on its own; a step that saves several outputs, its
-        record and its pointer pays it once. Other writers wait meanwhile, so keep it short.
+        A commit costs tens of microseconds on its own (a round trip to a server); a step that
+        saves several outputs, its record and its pointer pays it once. Other writers wait
+        meanwhile, so keep it short.
         """
-        with self._failing("write a transaction"), self._cache.transact(retry=True):
+        with self._failing("write a transaction"), self._index.transaction():
             yield
 
     # -- housekeeping -------------------------------------------------------------------------
@@ -455,16 +424,10 @@ class Store:
         freed = 0
         young = float("inf") if keep_after is None else keep_after
         with self._failing("collect garbage"):
-            upper = _end(VALUE_PREFIX)
-            dead = [key for key, stored in self._cache._sql(
-                "SELECT key, store_time FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
-                (VALUE_PREFIX, upper)).fetchall()
-                if key[len(VALUE_PREFIX):] not in live_digests and (stored or 0) < young]
+            dead = [key for key, stored in self._index.written(VALUE_PREFIX)
+                    if key[len(VALUE_PREFIX):] not in live_digests and stored < young]
             for key in dead:
-                with self._cache.transact(retry=True):
-                    size = self._value_bytes(key)
-                    if self._cache.delete(key):
-                        freed += size
+                freed += self._index.pop_size(key)
             for digest, _ in list(self._blobs.entries()):
                 if digest not in live_digests and self._blobs.written(digest) < young:
                     freed += self._blobs.remove(digest)
@@ -474,7 +437,7 @@ class Store:
     def values_size(self) -> int:
         """Bytes used by values, small (index rows) and large (blob files)."""
         with self._failing("measure values"):
-            inline = self._value_bytes(None)
+            inline = self._index.row_bytes(VALUE_PREFIX)
             return inline + sum(size for _, size in self._blobs.entries())
 
     def heal(self, digests: set[str]) -> list[str]:
@@ -501,7 +464,7 @@ class Store:
         """Check every value fully (buffers included, whatever their size); report, not repair."""
         damaged: list[DamagedRecordError] = []
         with self._failing("verify values"):
-            digests = [(key[len(VALUE_PREFIX):], False) for key in self._range(VALUE_PREFIX)]
+            digests = [(key[len(VALUE_PREFIX):], False) for key in self._index.keys(VALUE_PREFIX)]
             digests += [(digest, True) for digest, _ in self._blobs.entries()]
         for digest, blob in digests:
             try:
@@ -520,7 +483,7 @@ class Store:
             self._verifier.shutdown(wait=True)  # a check in flight reads the store
             self._verifier = None
         self._blobs.close()
-        self._cache.close()
+        self._index.close()
 
     def __enter__(self) -> Store:
         return self
@@ -545,10 +508,18 @@ class Store:
                     continue
                 except OSError as exc:  # a directory in its place, a permission taken away
                     raise DamagedRecordError(key, "unreadable", str(exc)) from exc
-                return open_frame(data, key, digest, self._signer, verify_limit=verify_limit,
-                                  copy_buffers=False)
+                try:
+                    return open_frame(data, key, digest, self._signer,
+                                      verify_limit=verify_limit, copy_buffers=False)
+                except DamagedRecordError as exc:
+                    # A damaged local copy of a shared store's blob is dropped and fetched
+                    # again, once; a damaged original is the caller's to drop.
+                    if exc.reason not in _DISCARD or not self._blobs.refetch(digest):
+                        raise
+                return open_frame(self._blobs.read(digest), key, digest, self._signer,
+                                  verify_limit=verify_limit, copy_buffers=False)
             with self._failing("read " + key):
-                raw = self._cache.get(key, _MISSING, retry=True)
+                raw = self._index.get(key)
             if raw is _MISSING:
                 continue
             if not isinstance(raw, bytes):
@@ -558,128 +529,27 @@ class Store:
             return open_frame(memoryview(raw), key, digest, self._signer,
                               verify_limit=verify_limit, copy_buffers=True)
         raise DamagedRecordError(key, "missing-blob",
-                                 f"no blob file {str(self._blobs.path(digest))!r} and no index row")
+                                 f"no {self._blobs.where(digest)} and no index row")
 
     def _drop(self, digest: str) -> None:
         with self._failing("drop damaged value " + digest):
-            self._cache.delete(value_key(digest), retry=True)
-            path = self._blobs.path(digest)
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)  # a directory where the blob should be
-            else:
-                self._blobs.remove(digest)
-
-    def _rows(self, prefix: str) -> list[tuple[str, int, str | None, object]]:
-        upper = _end(prefix)
-        rows: list[tuple[str, int, str | None, object]] = self._cache._sql(
-            "SELECT key, mode, filename, value FROM Cache WHERE key >= ? AND key < ? AND raw = 1"
-            " ORDER BY key", (prefix, upper)).fetchall()
-        return rows
-
-    def _range(self, prefix: str) -> Iterator[str]:
-        # diskcache has no prefix query; its unique (key, raw) index makes this a range scan.
-        if prefix:
-            upper = _end(prefix)
-            rows = self._cache._sql("SELECT key FROM Cache WHERE key >= ? AND key < ? AND raw = 1"
-                                    " ORDER BY key", (prefix, upper)).fetchall()
-        else:
-            rows = self._cache._sql("SELECT key FROM Cache WHERE raw = 1 ORDER BY key").fetchall()
-        return (key for (key,) in rows if isinstance(key, str))
-
-    def _value_bytes(self, key: str | None) -> int:
-        args: tuple[str, ...]
-        if key is None:
-            upper = _end(VALUE_PREFIX)
-            sql, args = "key >= ? AND key < ?", (VALUE_PREFIX, upper)
-        else:
-            sql, args = "key = ?", (key,)
-        (size,), = self._cache._sql(
-            f"SELECT COALESCE(SUM(LENGTH(value)), 0) FROM Cache WHERE raw = 1 AND {sql}",
-            args).fetchall()
-        return int(size)
+            self._index.delete(value_key(digest))
+            self._blobs.remove(digest)
 
     @contextlib.contextmanager
     def _failing(self, action: str) -> Iterator[None]:
         try:
             yield
-        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
-            if _corrupt(exc):
-                self._set_index_aside(exc)
-                raise StoreError(f"cannot {action}: the store's index in "
-                                 f"{str(self.directory)!r} is damaged ({exc}). It was moved "
-                                 "aside and a new one started; steps run again once.") from exc
-            raise StoreError(f"cannot {action} in the store {str(self.directory)!r}: "
-                             f"{_explain(exc)}") from exc
-
-    def _set_index_aside(self, exc: BaseException) -> None:
-        """Move a damaged index aside and open a new one (unless another process already did)."""
-        index = self.directory / "index"
-        with contextlib.suppress(OSError, sqlite3.Error):
-            self._cache.close()
-        try:
-            now = os.stat(index / "cache.db").st_ino
-        except OSError:
-            now = None
-        if now is not None and now == self._index_inode:
-            with contextlib.suppress(FileNotFoundError):
-                _move_aside(index)
-        self._cache = self._open_index()
-
-
-def _move_aside(index: Path) -> Path:
-    """Rename a damaged index to ``index.damaged-<time>-<pid>`` beside it; returns the new path."""
-    aside = index.with_name(f"index.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-    os.rename(index, aside)
-    return aside
-
-
-def _pin_settings(db: Path) -> None:
-    """Put the pinned settings back into an existing index's ``Settings`` table.
-
-    diskcache applies the ``sqlite_*`` settings it finds in the table to every connection it
-    opens, before the values given to its constructor are written, so a value written there
-    (``sqlite_journal_mode = "x'"``) would break or change every connection: it is corrected
-    first, with a plain connection that applies nothing.
-    """
-    if not db.is_file():
-        return
-    with contextlib.closing(sqlite3.connect(db, timeout=60, isolation_level=None)) as con:
-        try:
-            found = dict(con.execute("SELECT key, value FROM Settings").fetchall())
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return
+        except StoreError:
             raise
-        wrong = [(value, key) for key, value in _PINNED.items()
-                 if key in found and found[key] != value]
-        if wrong:
-            con.executemany("UPDATE Settings SET value = ? WHERE key = ?", wrong)
-            warnings.warn(f"the store's index settings {sorted(k for _, k in wrong)} were changed "
-                          "on disk; they were set back.", DamagedStoreWarning, stacklevel=5)
-
-
-def _corrupt(exc: BaseException) -> bool:
-    """Whether SQLite says the index file itself is damaged (not locked, full or unwritable)."""
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.DatabaseError) and any(
-        words in text for words in ("malformed", "not a database", "file is encrypted"))
-
-
-def _end(prefix: str) -> str:
-    """The first key after every key that starts with ``prefix`` (a range query's bound)."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """Whether the error is the disk (or SQLite's database) being full."""
-    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "is full" in str(exc)
-
-
-def _explain(exc: BaseException) -> str:
-    """What went wrong and what to do, in the user's terms."""
-    if _disk_full(exc):
-        return f"the disk is full ({exc}). Free some space (`kitteh-magic gc` trims the store)."
-    return f"{exc}. Check free space and permissions."
+        except Exception as exc:
+            error = self._index.failure(exc, action)
+            if error is None and isinstance(exc, OSError):  # a blob file
+                error = StoreError(f"cannot {action} in the store {self.location!r}: "
+                                   f"{explain(exc)}")
+            if error is None:
+                raise
+            raise error from exc
 
 
 def _digest_of(ref: Mapping[str, Any]) -> str:
@@ -688,12 +558,3 @@ def _digest_of(ref: Mapping[str, Any]) -> str:
     if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise DamagedRecordError(f"{VALUE_PREFIX}{digest!r}", "format", "invalid value digest")
     return digest
-
-
-def _private_dir(path: Path) -> None:
-    private_parents(path)  # every directory it creates is 0700, whatever the umask
-    info = path.stat()
-    if info.st_mode & 0o077 and info.st_uid == os.getuid():
-        os.chmod(path, 0o700)
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise PermissionError(f"{str(path)!r} is not writable")
