@@ -11,7 +11,9 @@
   kitteh-magic verify [PATH] [--repair]
 
 PATH is a notebook (its store and session, from its metadata or else its path), a folder with
-a .kitteh/ store, or a store folder (all its sessions; log and invalidate then need --session).
+a .kitteh/ store, a store folder or a store's postgresql:// URL (all its sessions; log and
+invalidate then need --session). Without PATH: $KITTEH_MAGIC_STORE (or $KITTEH_MAGIC_DIR), else
+the current folder.
 
 run, as papermill does: -p values are typed (True/False, None, int, float, else a string), -r
 values stay strings, -y and -f give YAML mappings; later sources win (files, -y, -p, -r). They
@@ -44,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import locate
-from .errors import KittehError, KittehWarning
+from .errors import KittehError, KittehWarning, StoreURLError
 from .maintenance import parse_size
 from .status import count
 
@@ -104,8 +106,30 @@ def _colour(stream: TextIO) -> bool:
 # -- where: a notebook, a folder or a store -----------------------------------------------------
 
 
-def _store_and_sessions(path: Path) -> tuple[Path, list[str] | None]:
-    """A notebook means its store and its session; a directory means a store, all sessions."""
+def _where(text: str) -> Path | locate.StoreURL:
+    """PATH as typed: a store's URL, else a path (argparse's ``type``).
+
+    Raises:
+        argparse.ArgumentTypeError: a URL of a scheme no store uses (one line, exit 2).
+    """
+    try:
+        found = locate.parse_store(text, "PATH")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return found if isinstance(found, locate.StoreURL) else Path(text)
+
+
+def _store_and_sessions(path: Path | locate.StoreURL | None,
+                        ) -> tuple[locate.Location, list[str] | None]:
+    """A notebook means its store and its session; a directory or a URL means a store, all
+    sessions; no PATH means the environment's store, else the current folder."""
+    if path is None:
+        configured = locate.configured_store()
+        if configured is not None:
+            return configured, None
+        path = Path.cwd()
+    if isinstance(path, locate.StoreURL):
+        return path, None
     if not path.exists():
         raise UsageError(f"no such file or folder: {path}")
     if path.is_file():
@@ -116,6 +140,10 @@ def _store_and_sessions(path: Path) -> tuple[Path, list[str] | None]:
     if (path / locate.STORE_DIRNAME).is_dir():
         path = path / locate.STORE_DIRNAME
     return path, None
+
+
+def _is_notebook(path: Path | locate.StoreURL | None) -> bool:
+    return isinstance(path, Path) and path.is_file()
 
 
 def _notebook_metadata(path: Path) -> dict[str, object]:
@@ -133,17 +161,18 @@ def _notebook_metadata(path: Path) -> dict[str, object]:
     return metadata if isinstance(metadata, dict) else {}
 
 
-def _open(path: Path) -> tuple[Store, list[str], list[str]]:
+def _open(path: Path | locate.StoreURL | None) -> tuple[Store, list[str], list[str]]:
     """The store, the sessions meant, and one line per damaged session document met."""
     from .status import describe, read_sessions
-    from .store import Store
+    from .store import open_store
 
     directory, sessions = _store_and_sessions(path)
-    index = directory / "index"
-    if not index.is_dir() and not (index.exists() and (directory / "blobs").is_dir()):
-        # A store whose index was replaced (by a file) is still a store: opening it heals it.
-        raise UsageError(f"no store at {directory} (run a notebook first)")
-    store = Store(directory)
+    if isinstance(directory, Path):
+        index = directory / "index"
+        if not index.is_dir() and not (index.exists() and (directory / "blobs").is_dir()):
+            # A store whose index was replaced (by a file) is still a store: opening it heals.
+            raise UsageError(f"no store at {directory} (run a notebook first)")
+    store = open_store(directory)
     if sessions is not None:
         return store, sessions, []
     names, damaged = read_sessions(store)
@@ -156,13 +185,13 @@ def _one_session(args: argparse.Namespace) -> tuple[Store, str]:
     if args.session:
         from .status import read_sessions
 
-        known = read_sessions(store)[0] if args.path.is_file() else sessions
+        known = read_sessions(store)[0] if _is_notebook(args.path) else sessions
         if args.session not in known:
             names = ", ".join(repr(s) for s in known[:5]) + (", ..." if len(known) > 5 else "")
-            raise UsageError(f"no session {args.session!r} in {store.directory} "
+            raise UsageError(f"no session {args.session!r} in {store.location} "
                              f"(sessions: {names or 'none'})")
         return store, args.session
-    if len(sessions) == 1 and args.path.is_file():
+    if len(sessions) == 1 and _is_notebook(args.path):
         return store, sessions[0]
     names = ", ".join(repr(s) for s in sessions[:5]) + (", ..." if len(sessions) > 5 else "")
     raise UsageError(f"{args.path} is a store: name the session with --session "
@@ -329,11 +358,11 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
     store, sessions, _ = _open(args.path)  # damaged session documents are cleared all the same
     if not sessions:
-        print(f"no sessions in {store.directory}: nothing to clear")
+        print(f"no sessions in {store.location}: nothing to clear")
         return 0
     steps = [ptr for name in sessions for ptr in read_steps(store, name)[0]]
     what = (f"{count(len(sessions), 'session')} ({count(len(steps), 'step')}, "
-            f"{human_size(sum(p.size for p in steps))}) in {store.directory}")
+            f"{human_size(sum(p.size for p in steps))}) in {store.location}")
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(f"this would delete {what}: add --yes to confirm (stdin is not a "
@@ -430,7 +459,7 @@ def parser() -> argparse.ArgumentParser:
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = main.add_subparsers(dest="command", required=True)
     _run_parser(sub)
-    where = "a notebook, a folder with .kitteh/, or a store"
+    where = "a notebook, a folder with .kitteh/, a store folder or a postgresql:// URL"
     for name, func, text in (("status", cmd_status, "sessions and steps of a notebook or store"),
                              ("gc", cmd_gc, "repair damage; drop records no session uses, "
                                             "values no record uses, dead writers' files"),
@@ -438,7 +467,7 @@ def parser() -> argparse.ArgumentParser:
                              ("verify", cmd_verify, "check the whole store, every value in "
                                                     "full (exit 1: damage found)")):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("path", type=Path, nargs="?", default=Path.cwd(), help=where)
+        cmd.add_argument("path", type=_where, nargs="?", default=None, help=where)
         cmd.set_defaults(func=func)
         if name == "status":
             cmd.add_argument("--json", action="store_true")
@@ -455,7 +484,7 @@ def parser() -> argparse.ArgumentParser:
     log = sub.add_parser("log", help="the activity journal of a step")
     inv = sub.add_parser("invalidate", help="make steps execute on their next run")
     for cmd in (log, inv):
-        cmd.add_argument("path", type=Path, help=where)
+        cmd.add_argument("path", type=_where, help=where)
         cmd.add_argument("step", nargs="?" if cmd is inv else None, help="the step's name")
         cmd.add_argument("--session", help="the session (default: the notebook's)")
     log.add_argument("--json", action="store_true")
@@ -487,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # interpreter's last flush would fail again) and exit as a command killed by SIGPIPE.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 141
-        except UsageError as exc:
+        except (UsageError, StoreURLError) as exc:  # StoreURLError: from the environment
             _say(args, str(exc))
             return 2
         except KittehError as exc:  # the store cannot be opened, read or written

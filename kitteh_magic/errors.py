@@ -30,6 +30,10 @@ class StoreError(KittehError):
     """The store cannot be opened or written (permissions, disk full, foreign directory)."""
 
 
+class StoreURLError(StoreError, ValueError):
+    """A store location names a scheme kitteh_magic does not support (``redis://...``)."""
+
+
 class DamagedRecordError(KittehError):
     """A record failed its checksum, signature or format check; callers treat it as a miss.
 

@@ -1,4 +1,4 @@
-"""Where things live: the store directory, the signing key and a notebook's session name.
+"""Where things live: the store, the signing key, the local cache and a notebook's session name.
 
 Pure functions of paths and the environment, shared by the kernel side, the command line and the
 Jupyter server extension so that all three agree on which session belongs to which notebook.
@@ -7,33 +7,176 @@ Jupyter server extension so that all three agree on which session belongs to whi
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from kitteh_magic.errors import StoreURLError
+
+STORE_URL_ENV = "KITTEH_MAGIC_STORE"
+"""The store: a folder path or a ``postgresql://`` URL (wins over :data:`STORE_ENV`)."""
 STORE_ENV = "KITTEH_MAGIC_DIR"
+"""The older, folder-only name of the store's variable."""
 KEY_ENV = "KITTEH_MAGIC_KEY_FILE"
+CACHE_ENV = "KITTEH_MAGIC_CACHE"
 STORE_DIRNAME = ".kitteh"
 DEFAULT_SESSION = "default"
+SCHEMES = ("postgresql", "postgres")
+"""The URL schemes of shared stores (PostgreSQL's own two names, as libpq accepts them)."""
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A store on a server, named by its URL (``postgresql://user:password@host:port/db``).
+
+    ``str()`` and ``repr()`` never show the password: the URL is printed in status lines,
+    warnings and logs.
+
+    >>> url = StoreURL("postgresql://ann:s3cret@db.example:5432/team")
+    >>> str(url)
+    'postgresql://ann:***@db.example:5432/team'
+    >>> url
+    StoreURL('postgresql://ann:***@db.example:5432/team')
+    """
+
+    url: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return redact(self.url)
+
+    def __repr__(self) -> str:
+        return f"StoreURL({str(self)!r})"
+
+
+Location = Path | StoreURL
+"""Where a store is: a folder (the embedded store) or a server's URL (a shared store)."""
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (a ``password=`` query parameter too).
+
+    >>> redact("postgresql://u:p@h/db?sslmode=require&password=x")
+    'postgresql://u:***@h/db?sslmode=require&password=***'
+    >>> redact("postgresql://h/db")
+    'postgresql://h/db'
+    """
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            user = user.partition(":")[0] + ":***"
+        netloc = f"{user}@{host}"
+    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def parse_store(value: str, source: str = "the store") -> Location:
+    """A store location as the user wrote it: a folder path, ``file://PATH``, or a
+    ``postgresql://`` (``postgres://``) URL.
+
+    Raises:
+        StoreURLError: any other ``scheme://`` (one line naming it and the supported ones).
+
+    >>> parse_store("~/work/.kitteh") == Path("~/work/.kitteh").expanduser().absolute()
+    True
+    >>> parse_store("postgres://kitteh@127.0.0.1/team")
+    StoreURL('postgres://kitteh@127.0.0.1/team')
+    >>> parse_store("redis://127.0.0.1:6379/0", "$KITTEH_MAGIC_STORE")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    kitteh_magic.errors.StoreURLError: $KITTEH_MAGIC_STORE is 'redis://127.0.0.1:6379/0': ...
+    """
+    found = _SCHEME.match(value.strip())
+    if found is None:
+        return Path(value).expanduser().absolute()
+    scheme = found.group(1).lower()
+    if scheme in SCHEMES:
+        parts = urllib.parse.urlsplit(value.strip())
+        if not (parts.hostname or parts.path.strip("/") or parts.query):
+            raise StoreURLError(f"{source} is {redact(value)!r}: a PostgreSQL URL names a "
+                                "server and a database (postgresql://user:password@host:port/"
+                                "database)")
+        return StoreURL(value.strip())
+    if scheme == "file":
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(value).path)).absolute()
+    raise StoreURLError(f"{source} is {redact(value)!r}: kitteh_magic cannot keep a store in "
+                        f"{scheme!r}; use a folder path or a PostgreSQL URL "
+                        "(postgresql://user:password@host:port/database)")
+
+
+def configured_store(env: Mapping[str, str] | None = None) -> Location | None:
+    """The store the environment names, if any: ``$KITTEH_MAGIC_STORE`` (a folder or a URL),
+    else ``$KITTEH_MAGIC_DIR`` (a folder).
+
+    Raises:
+        StoreURLError: either variable names an unsupported ``scheme://``.
+
+    >>> configured_store({"KITTEH_MAGIC_STORE": "postgresql://h/db", "KITTEH_MAGIC_DIR": "/k"})
+    StoreURL('postgresql://h/db')
+    >>> configured_store({"KITTEH_MAGIC_DIR": "/k"})
+    PosixPath('/k')
+    >>> configured_store({}) is None
+    True
+    """
+    env = os.environ if env is None else env
+    if env.get(STORE_URL_ENV, "").strip():
+        return parse_store(env[STORE_URL_ENV], f"${STORE_URL_ENV}")
+    if env.get(STORE_ENV, "").strip():
+        found = parse_store(env[STORE_ENV], f"${STORE_ENV}")
+        if isinstance(found, StoreURL):
+            raise StoreURLError(f"${STORE_ENV} names folders only; put the URL "
+                                f"{str(found)!r} in ${STORE_URL_ENV}")
+        return found
+    return None
 
 
 def store_dir(notebook: str | os.PathLike[str] | None = None,
-              env: Mapping[str, str] | None = None) -> Path:
-    """The store directory for a notebook.
+              env: Mapping[str, str] | None = None) -> Location:
+    """The store for a notebook.
 
-    ``$KITTEH_MAGIC_DIR`` wins; otherwise ``.kitteh/`` beside the notebook, or in the current
-    directory when the notebook is unknown.
+    ``$KITTEH_MAGIC_STORE`` (a folder or a URL), else ``$KITTEH_MAGIC_DIR``, wins; otherwise
+    ``.kitteh/`` beside the notebook, or in the current directory when the notebook is unknown.
+
+    Raises:
+        StoreURLError: a variable names an unsupported ``scheme://``.
 
     >>> store_dir("/data/nb/analysis.ipynb", env={})
     PosixPath('/data/nb/.kitteh')
     >>> store_dir("/data/nb/analysis.ipynb", env={"KITTEH_MAGIC_DIR": "/tmp/k"})
     PosixPath('/tmp/k')
     """
-    env = os.environ if env is None else env
-    if env.get(STORE_ENV):
-        return Path(env[STORE_ENV]).expanduser().absolute()
+    configured = configured_store(env)
+    if configured is not None:
+        return configured
     if notebook:
         return Path(notebook).expanduser().absolute().parent / STORE_DIRNAME
     return Path.cwd() / STORE_DIRNAME
+
+
+def store_configured(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment names the store (either variable, even a bad value)."""
+    env = os.environ if env is None else env
+    return bool(env.get(STORE_URL_ENV, "").strip() or env.get(STORE_ENV, "").strip())
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """This machine's cache of a shared store's large values.
+
+    >>> cache_dir({"KITTEH_MAGIC_CACHE": "/scratch/km"})
+    PosixPath('/scratch/km')
+    >>> cache_dir({"XDG_CACHE_HOME": "/c", "HOME": "/h"})
+    PosixPath('/c/kitteh_magic')
+    >>> cache_dir({"HOME": "/h"})
+    PosixPath('/h/.cache/kitteh_magic')
+    """
+    env = os.environ if env is None else env
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV]).expanduser().absolute()
+    cache_home = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")) / ".cache")
+    return Path(cache_home).expanduser() / "kitteh_magic"
 
 
 def key_file(env: Mapping[str, str] | None = None) -> Path:
@@ -49,22 +192,27 @@ def key_file(env: Mapping[str, str] | None = None) -> Path:
     return Path(config_home).expanduser() / "kitteh_magic" / "key"
 
 
-def session_name(notebook: str | os.PathLike[str] | None, store: Path) -> str:
+def session_name(notebook: str | os.PathLike[str] | None, store: Location) -> str:
     """The default session of a notebook: its path relative to the store's parent directory.
 
     A notebook beside its store is named by its file name, so the name survives moving the
-    folder; a notebook elsewhere (a shared ``$KITTEH_MAGIC_DIR``) keeps its absolute path.
+    folder; a notebook elsewhere (a shared ``$KITTEH_MAGIC_DIR``) keeps its absolute path. In
+    a store on a server, shared by machines whose folders differ, it is the file name.
 
     >>> session_name("/data/nb/analysis.ipynb", Path("/data/nb/.kitteh"))
     'analysis.ipynb'
     >>> session_name("/data/nb/analysis.ipynb", Path("/tmp/k"))
     '/data/nb/analysis.ipynb'
+    >>> session_name("/home/ann/nb/analysis.ipynb", StoreURL("postgresql://h/team"))
+    'analysis.ipynb'
     >>> session_name(None, Path("/tmp/k"))
     'default'
     """
     if not notebook:
         return DEFAULT_SESSION
     path = Path(notebook).expanduser().absolute()
+    if isinstance(store, StoreURL):
+        return path.name
     try:
         return path.relative_to(store.parent).as_posix()
     except ValueError:
@@ -126,12 +274,15 @@ def metadata_store(notebook: str | os.PathLike[str] | None,
 
 def resolve(notebook: str | os.PathLike[str] | None,
             metadata: Mapping[str, object] | None = None,
-            env: Mapping[str, str] | None = None) -> tuple[Path, str]:
-    """The store directory and session of a notebook, given its metadata when known.
+            env: Mapping[str, str] | None = None) -> tuple[Location, str]:
+    """The store and session of a notebook, given its metadata when known.
 
-    The store: ``$KITTEH_MAGIC_DIR``, else the folder the metadata's ``store`` names (when it
-    exists), else ``.kitteh/`` beside the notebook. The session: the metadata's ``session``,
-    else the name its path gives (:func:`session_name`).
+    The store: ``$KITTEH_MAGIC_STORE`` or ``$KITTEH_MAGIC_DIR``, else the folder the metadata's
+    ``store`` names (when it exists), else ``.kitteh/`` beside the notebook. The session: the
+    metadata's ``session``, else the name its path gives (:func:`session_name`).
+
+    Raises:
+        StoreURLError: a variable names an unsupported ``scheme://``.
 
     >>> resolve("/data/nb/renamed.ipynb", {"kitteh_magic": {"session": "analysis.ipynb"}}, env={})
     (PosixPath('/data/nb/.kitteh'), 'analysis.ipynb')
@@ -139,7 +290,7 @@ def resolve(notebook: str | os.PathLike[str] | None,
     (PosixPath('/data/nb/.kitteh'), 'renamed.ipynb')
     """
     env = os.environ if env is None else env
-    store = (None if env.get(STORE_ENV) else metadata_store(notebook, metadata)) \
+    store = (None if store_configured(env) else metadata_store(notebook, metadata)) \
         or store_dir(notebook, env)
     return store, metadata_session(metadata) or session_name(notebook, store)
 

@@ -15,8 +15,9 @@ from typing import Any, NoReturn
 from IPython.core.error import InputRejected, UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
+from traitlets import Unicode, observe
 
-from . import cellargs, maintenance, status
+from . import cellargs, locate, maintenance, status
 from .activities.journal import Journal
 from .activities.rewriter import rewrite
 from .restore import restore
@@ -32,6 +33,7 @@ LINE_USAGE = """\
                                 come from the journal (--forget-journal: made again)
 %durable reset                  drop the session's records
 %durable session [NAME]         show or switch the session
+%durable store [PATH | URL]     show or switch the store: a folder, or postgresql://...
 %durable on | off               make every following cell a durable step, or stop
 %durable mode [durable|step]    show or set the default mode of `%durable on` cells
 %durable log STEP               the activity journal of a step
@@ -61,6 +63,7 @@ def _line_parser() -> _Parser:
     inv.add_argument("--forget-journal", action="store_true")
     sub.add_parser("reset", add_help=False)
     sub.add_parser("session", add_help=False).add_argument("name", nargs="?")
+    sub.add_parser("store", add_help=False).add_argument("location", nargs="?")
     sub.add_parser("on", add_help=False)
     sub.add_parser("off", add_help=False)
     sub.add_parser("mode", add_help=False).add_argument(
@@ -78,6 +81,11 @@ def _line_parser() -> _Parser:
 class DurableMagics(Magics):
     """The ``%%durable`` cell magic and the ``%durable`` line magic."""
 
+    store = Unicode("", config=True, help=(
+        "Where durable steps are stored: a folder, or a PostgreSQL URL "
+        "(postgresql://user:password@host:port/database) shared by a team. $KITTEH_MAGIC_STORE "
+        "wins over it; empty: .kitteh/ beside the notebook."))
+
     def __init__(self, shell: Any, engine: Engine, transformer: DurableCells,
                  ran_plain: Callable[[str, str], None]) -> None:
         super().__init__(shell)
@@ -85,6 +93,11 @@ class DurableMagics(Magics):
         self.transformer = transformer
         self.ran_plain = ran_plain
         """Told of a cell that runs plain because kitteh_magic failed on it."""
+        engine.configure(self.store)
+
+    @observe("store")
+    def _store_changed(self, change: dict[str, Any]) -> None:
+        self.engine.configure(change["new"])  # %config DurableMagics.store = "..."
 
     @cell_magic("durable")
     def durable_cell(self, line: str, cell: str) -> Any:
@@ -161,6 +174,7 @@ class DurableMagics(Magics):
                                         --forget-journal
         %durable reset                  drop the session's records
         %durable session [NAME]         show or switch the session
+        %durable store [PATH | URL]     show or switch the store (a folder, postgresql://...)
         %durable on | off               every following cell is a durable step, or not
         %durable mode [durable|step]    show or set the default mode of durable cells
         %durable log STEP               the activity journal of a step
@@ -201,6 +215,8 @@ class DurableMagics(Magics):
             if args.name:
                 engine.session = args.name
             print(f"session {engine.session!r} (store {engine.store_dir})")
+        elif command == "store":
+            self._store(args.location)
         elif command in ("on", "off"):
             self._auto(command == "on")
         elif command == "mode":
@@ -214,6 +230,22 @@ class DurableMagics(Magics):
         elif command == "gc":
             print(maintenance.gc(engine.store, max_size=args.max_size))
         return None
+
+    def _store(self, location: str | None) -> None:
+        engine = self.engine
+        if location:
+            try:
+                found = locate.parse_store(location, "%durable store")
+            except ValueError as err:
+                raise _usage_error(str(err)) from None
+            engine.choose_store(found)
+            try:
+                engine.store  # noqa: B018 -- open it now: a wrong URL is said here, not later
+            except Exception as err:
+                raise _usage_error(f"%durable store: {err}") from None
+        elif engine.store_error is not None:
+            raise _usage_error(f"%durable store: {engine.store_error}")
+        print(f"store {engine.store_dir} (session {engine.session!r})")
 
     def _auto(self, on: bool) -> None:
         self.transformer.auto = on

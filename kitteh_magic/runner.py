@@ -321,7 +321,7 @@ def run_notebook(path: Path, output: Path | None = None, session: str | None = N
     store, name = locate.resolve(path, original.metadata)
     session = session or name
     env = {**os.environ, "JPY_SESSION_NAME": str(path)}
-    if not os.environ.get(locate.STORE_ENV) and store != locate.store_dir(path, env={}):
+    if not locate.store_configured() and store != locate.store_dir(path, env={}):
         env[locate.STORE_ENV] = str(store)  # the folder the notebook's metadata names
     setup = f"{SETUP}\n%durable session {shlex.quote(session)}"
     before = _pointers(store, session)
@@ -350,7 +350,7 @@ class _Plan:
     progress: bool
     sockets: str
 
-    def run(self, before: dict[str, Any], store: Path, session: str) -> RunSummary:
+    def run(self, before: dict[str, Any], store: locate.Location, session: str) -> RunSummary:
         """Run until the notebook finishes, a cell fails or no restart is left."""
         restarts, saved = 0, 0.0
         while True:
@@ -463,14 +463,14 @@ def _failed(index: int, cell: Any, step: str | None, reply: dict[str, Any] | Non
                       traceback=list((reply or {}).get("traceback") or []))
 
 
-def _pointers(store: Path, session: str) -> dict[str, Any]:
-    """The session's step pointers by step name ({} when there is no store yet)."""
+def _pointers(store: locate.Location, session: str) -> dict[str, Any]:
+    """The session's step pointers by step name ({} when there is no store folder yet)."""
     from .status import read_steps
-    from .store import Store
+    from .store import open_store
 
-    if not (store / "index").is_dir():
+    if isinstance(store, Path) and not (store / "index").is_dir():
         return {}
-    opened = Store(store)
+    opened = open_store(store)
     try:
         pointers, _ = read_steps(opened, session)  # damaged ones: status and gc report them
     finally:
@@ -478,14 +478,16 @@ def _pointers(store: Path, session: str) -> dict[str, Any]:
     return {p.step: p for p in pointers}
 
 
-def _own_metadata(nb: Any, session: str, store: Path, where: Path) -> None:
+def _own_metadata(nb: Any, session: str, store: locate.Location, where: Path) -> None:
     """Bind the executed notebook to the session it ran in, as JupyterLab would: ``session``
-    when it has none, and ``store`` (relative) when it is written away from that store."""
+    when it has none, and ``store`` (relative) when it is written away from that store folder
+    (a store on a server is never written into a notebook: its URL may hold a password)."""
     own = nb.metadata.setdefault(locate.METADATA_KEY, {})
     if not isinstance(own, dict):
         return  # not ours to repair: the kernel and JupyterLab ignore it too
     own.setdefault("session", session)
-    if not os.environ.get(locate.STORE_ENV) and locate.store_dir(where, env={}) != store:
+    if isinstance(store, Path) and not locate.store_configured() \
+            and locate.store_dir(where, env={}) != store:
         own["store"] = os.path.relpath(store, where.absolute().parent)
 
 

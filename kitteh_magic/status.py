@@ -335,7 +335,7 @@ def session_status(store: Store, session: str, now: float | None = None) -> dict
     rows = step_rows(pointers, leases, now)
     return {
         "session": session,
-        "store": str(store.directory),
+        "store": store.location,
         "time": time.time() if now is None else now,
         "steps": rows,
         "totals": {
@@ -374,6 +374,11 @@ def store_text(store: Store) -> str:
     free pages, and anything else in the directory, such as damaged indexes moved aside (walks
     ``blobs/``: for the command line, not for polling)."""
     values, temporary = store.values_size(), temporary_usage(store)
+    if store.shared:
+        cached = _bytes_under(store.directory / "blobs")
+        text = (f"the store holds {human_size(values)} of values on its server; this machine "
+                f"caches {human_size(cached)} of them in {store.directory}")
+        return text + (f", {temporary_text(temporary)}" if temporary["size"] else "")
     own = sum(_bytes_under(store.directory / part) for part in ("index", "blobs", "tmp"))
     other = _bytes_under(store.directory) - own
     text = (f"the store takes {human_size(own + other)} on disk: "

@@ -512,9 +512,12 @@ class StepActivities:
         return self.live(fn, verdict, call, args, kwargs)
 
     def live(self, fn: Any, verdict: Verdict, call: _Call, args: tuple[Any, ...],
-              kwargs: dict[str, Any], via: Any = None) -> Any:
-        """Make the call (through ``via`` when given: another executor) and journal it."""
-        started = time.perf_counter()
+              kwargs: dict[str, Any], via: Any = None, started: float | None = None) -> Any:
+        """Make the call (through ``via`` when given: another executor) and journal it;
+        ``started`` (``perf_counter``) is when the call began, if before now (a task that a
+        cluster ran before its result came back here)."""
+        if started is None:
+            started = time.perf_counter()
         token = _INSIDE.set(True)
         with self._busy_lock:
             self._busy += 1

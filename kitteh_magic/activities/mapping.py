@@ -11,24 +11,44 @@ the function's mark (``@km.activity(retries=3)``) or of the cell (``%%durable --
 Outside a durable step (a plain cell, ``--mode step``, inside another activity) it is the same
 parallel map without a journal.
 
-The items run on threads of this kernel, or on the executor given as ``client=``: any
-``concurrent.futures.Executor`` (a process pool for CPU-bound work), and with the team store a
-``dask.distributed.Client`` (DESIGN §9). There the function runs wherever the executor puts it,
-and its result is journaled here, in the kernel, as it arrives.
+Where the items run:
+
+* on threads of this kernel (``client=None``);
+* on any ``concurrent.futures.Executor`` given as ``client=`` (a process pool for CPU-bound
+  work): a kernel thread per item in flight submits it and waits for its result;
+* on a Dask cluster when ``client=`` is a ``distributed.Client`` (DESIGN §9), without a thread
+  per item: the cell's thread keeps ``concurrency`` tasks on the cluster, takes them as they
+  complete (``distributed.as_completed``, in batches), submits the next ones and journals each
+  result. A task is ``fn`` and its item only, so workers never see the step, the store or its
+  signing key; a notebook function's rewritten calls find no step on a worker and are plain
+  calls. Tasks are submitted with ``pure=False`` (an activity is not assumed deterministic:
+  equal items each run) under readable keys, ``km.map-<fn>-<index>-<token>``. A failure the
+  policy retries is retried from a kernel thread of its own (its backoff waits there, not in
+  the loop that journals the others), each attempt a new task; a timeout is enforced by the
+  loop, which cancels the task. Ctrl-C cancels the tasks still on the cluster.
+
+The results are always journaled here, in the kernel, as they arrive.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import dataclasses
 import functools
+import re
+import secrets
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from ..errors import KittehWarning
 from .classify import classify
 from .current import INSIDE, STEP
+from .policy import ActivityTimeout, RetryPolicy
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,14 +58,18 @@ def map(fn: Callable[[T], R], items: Iterable[T], /, *, concurrency: int = 8,
         client: Any = None) -> list[R]:
     """``[fn(item) for item in items]``, computed ``concurrency`` items at a time.
 
+    >>> map(len, ["a", "bb", "ccc"], concurrency=2)
+    [1, 2, 3]
+
     Args:
         fn: called once per item, with the item as its only argument.
         items: any iterable; it is read once, up front.
         concurrency: how many items are in flight at once (threads of this kernel, or tasks
             given to ``client`` at once).
-        client: None for threads of this kernel, or an executor with ``submit(fn, item)``
-            returning a future (``concurrent.futures.Executor``; a ``dask.distributed.Client``
-            fits the same shape).
+        client: None for threads of this kernel; a ``dask.distributed.Client`` to run the items
+            on its cluster (only ``fn`` and the item are sent; results are journaled here as
+            they arrive); or any executor with ``submit(fn, item)`` returning a future
+            (``concurrent.futures.Executor``).
 
     Returns:
         The results, in item order.
@@ -56,11 +80,15 @@ def map(fn: Callable[[T], R], items: Iterable[T], /, *, concurrency: int = 8,
         Exception: the first failing item's exception (by item order), after its retries, once
             the items in flight have finished and been journaled; items not yet started are
             not started. The failed items run again when the cell does; the others come
-            from the journal.
+            from the journal. On a cluster, a task that cannot be sent (``fn`` or an item
+            cannot be pickled) raises at once, its pickling error.
+        KeyboardInterrupt: Ctrl-C; the tasks still on a cluster are cancelled, and what was
+            journaled stays for the next run.
 
     The idea is a durable fan-out: Temporal workflows start activities in parallel and record
     each result in the workflow's history as it completes; ``Executor.map`` and Dask's
-    ``client.map`` give the shape of the call.
+    ``client.map`` give the shape of the call, Dask's ``as_completed`` the way results are
+    taken on a cluster.
     """
     if not callable(fn):
         raise TypeError(f"km.map expects a function to call on each item, got "
@@ -73,11 +101,21 @@ def map(fn: Callable[[T], R], items: Iterable[T], /, *, concurrency: int = 8,
                         f"concurrent.futures.Executor or a dask.distributed.Client), got "
                         f"{type(client).__name__}")
     work = list(items)
-    via = None if client is None else _Remote(client, fn)
+    if not work:
+        return []
+    dask = client if _is_dask(client) else None
+    via = None if client is None or dask is not None else _Remote(client, fn)
     step = STEP.get()
-    if step is None or INSIDE.get() or not getattr(step, "active", False) or not work:
-        return _plain(fn, via, work, concurrency)
-    return _durable(step, fn, via, work, concurrency)
+    if step is None or INSIDE.get() or not getattr(step, "active", False):
+        return _plain(fn, via, dask, work, concurrency)
+    return _durable(step, fn, via, dask, work, concurrency)
+
+
+def _is_dask(client: Any) -> bool:
+    """Whether ``client`` is a ``distributed.Client``. A client exists only once its module was
+    imported, so this never imports distributed (kitteh_magic works without it)."""
+    module = sys.modules.get("distributed")
+    return module is not None and isinstance(client, module.Client)
 
 
 class _Remote:
@@ -105,20 +143,28 @@ def _progress(total: int, fn: Any, from_journal: int = 0) -> Any:
     return bar
 
 
-def _plain(fn: Callable[..., Any], via: Any, work: list[Any], concurrency: int) -> list[Any]:
-    if not work:
-        return []
-    call = fn if via is None else via
+def _plain(fn: Callable[..., Any], via: Any, dask: Any, work: list[Any],
+           concurrency: int) -> list[Any]:
     results: list[Any] = [None] * len(work)
     with _progress(len(work), fn) as bar:
-        failed = _run([(i, functools.partial(call, item)) for i, item in enumerate(work)],
-                      results, concurrency, bar)
+        if dask is not None:
+            failed = _Cluster(dask, fn, None).run(list(enumerate(work)), _taken, results, bar,
+                                                   concurrency)
+        else:
+            call = fn if via is None else via
+            failed = _run([(i, functools.partial(call, item)) for i, item in enumerate(work)],
+                          results, concurrency, bar)
     if failed:
         raise failed[min(failed)]
     return results
 
 
-def _durable(step: Any, fn: Callable[..., Any], via: Any, work: list[Any],
+def _taken(index: int, item: Any, extra: Any, attempt: _Attempt) -> Any:
+    """A plain map's item: what the cluster answered (a failure is raised)."""
+    return attempt(item)
+
+
+def _durable(step: Any, fn: Callable[..., Any], via: Any, dask: Any, work: list[Any],
              concurrency: int) -> list[Any]:
     verdict = classify(fn)
     if not verdict.activity:
@@ -147,10 +193,14 @@ def _durable(step: Any, fn: Callable[..., Any], via: Any, work: list[Any],
             failed[i] = err
     if pending:
         with _progress(len(work), fn, answered) as bar:
-            jobs = [(i, functools.partial(step.live, fn, verdict, call, (item,), {}, via))
-                    for i, item, call in pending]
-            failed.update(_run(jobs, results, concurrency, bar))
-    elif answered:
+            if dask is not None:
+                failed.update(_journaled_on(dask, step, fn, verdict, pending, results, bar,
+                                            concurrency))
+            else:
+                jobs = [(i, functools.partial(step.live, fn, verdict, call, (item,), {}, via))
+                        for i, item, call in pending]
+                failed.update(_run(jobs, results, concurrency, bar))
+    else:
         _progress(len(work), fn, answered).close()
     if failed:
         first = failed[min(failed)]
@@ -213,3 +263,253 @@ def _run(jobs: Sequence[tuple[int, Callable[[], Any]]], results: list[Any], conc
         raise
     bar.update(done[0] - shown)
     return failed
+
+
+# -- a Dask cluster ------------------------------------------------------------------------------
+
+def _journaled_on(client: Any, step: Any, fn: Callable[..., Any], verdict: Any,
+                  pending: list[tuple[int, Any, Any]], results: list[Any], bar: Any,
+                  concurrency: int) -> dict[int, BaseException]:
+    """The durable map's live items on the cluster, each journaled through ``step.live`` as it
+    arrives: the attempt that came back is the call's first attempt, and the policy (as
+    ``step.live`` merges it) retries it with new tasks."""
+    policy = (verdict.policy or RetryPolicy()).merged(step.defaults)
+    cluster = _Cluster(client, fn, policy.timeout, verdict.callee)
+
+    def journal(index: int, item: Any, call: Any, attempt: _Attempt) -> Any:
+        live = functools.partial(step.live, fn, verdict, call, (item,), {}, attempt,
+                                 started=attempt.submitted)
+        error = attempt.error
+        if error is not None and policy.retries and policy.retries_on(error):
+            return cluster.retry(index, live)
+        return live()
+
+    return cluster.run(pending, journal, results, bar, concurrency)
+
+
+_LATER: Any = object()
+"""What an arrival handler returns for an item retried in a thread of its own."""
+
+
+@dataclasses.dataclass(eq=False)
+class _Attempt:
+    """``fn(item)`` as the policy calls it: the first call hands over the task that came back
+    from the cluster (its result, or its failure raised); a retry runs a new task and waits."""
+
+    cluster: _Cluster
+    index: int
+    submitted: float
+    """When the item's first task was submitted (``perf_counter``): the call's start."""
+    value: Any = None
+    error: BaseException | None = None
+    taken: bool = False
+
+    def __call__(self, item: Any) -> Any:
+        if not self.taken:
+            self.taken = True
+            if self.error is not None:
+                raise self.error
+            return self.value
+        return self.cluster.again(self.index, item)
+
+
+class _Cluster:
+    """Items on a Dask cluster: at most ``concurrency`` tasks in flight, taken as they complete.
+
+    The cell's thread does everything but retries: it submits tasks (in batches, one graph each,
+    so ``fn`` is pickled once per batch), waits on ``distributed.as_completed``, gathers each
+    batch of finished tasks in one request, submits the next items before it journals the
+    ones that came, and cancels what is left on Ctrl-C.
+    """
+
+    def __init__(self, client: Any, fn: Callable[..., Any], timeout: float | None,
+                 callee: str | None = None) -> None:
+        self.distributed = sys.modules["distributed"]
+        self.client = client
+        self.fn = fn
+        self.timeout = timeout
+        self.callee: str = callee or str(getattr(fn, "__name__", "fn"))
+        name = re.sub(r"[^\w.]+", "_", getattr(fn, "__name__", "") or type(fn).__name__)
+        self.prefix = f"km.map-{name.strip('_') or 'fn'}-"
+        self.token = secrets.token_hex(4)
+        self.flight: dict[Any, tuple[int, Any, Any, float]] = {}
+        """future -> (item index, item, the job's extra, when its item was first submitted)."""
+        self.lock = threading.Lock()
+        self.retries: dict[int, Any] = {}
+        """item index -> the task of its retry in flight (a retry thread's)."""
+        self.retrying = 0
+        self.wake = threading.Event()
+        self.interrupted = False
+        self.outcomes: list[tuple[int, Any, BaseException | None]] = []
+        """What the retry threads ended with, for the cell's thread to take."""
+        self.tries: dict[int, int] = {}
+        self.expired: set[Any] = set()
+        """Tasks cancelled for running past the policy's timeout."""
+        self.completed = self.distributed.as_completed(loop=client.loop)
+
+    def key(self, index: int) -> str:
+        attempt = self.tries[index] = self.tries.get(index, 0) + 1
+        again = f"-{attempt}" if attempt > 1 else ""
+        return f"{self.prefix}{index}-{self.token}{again}"
+
+    def run(self, jobs: Sequence[tuple[Any, ...]],
+            arrived: Callable[[int, Any, Any, _Attempt], Any], results: list[Any], bar: Any,
+            concurrency: int) -> dict[int, BaseException]:
+        """Run ``jobs`` (item index, item, and what ``arrived`` needs) on the cluster;
+        ``arrived`` turns each task that comes back into the item's result (or raises).
+
+        Returns:
+            The failures, by item index.
+        """
+        failed: dict[int, BaseException] = {}
+        todo = iter(jobs)
+        try:
+            self._submit(todo, concurrency)
+            while self.flight or self.retrying:
+                batch = self._arrivals()
+                # A task cancelled for its timeout comes back from as_completed once more.
+                came = [(future, *self.flight.pop(future)) for future in dict.fromkeys(batch)
+                        if future in self.flight]
+                if not failed and all(future.status == "finished" for future, *_ in came):
+                    self._submit(todo, concurrency)
+                for index, attempt, extra, item in self._outcomes(came):
+                    try:
+                        result = arrived(index, item, extra, attempt)
+                    except Exception as err:  # raised after the tasks in flight come back
+                        failed[index] = err
+                        continue
+                    if result is not _LATER:
+                        results[index] = result
+                        bar.update(1)
+                with self.lock:
+                    ended, self.outcomes = self.outcomes, []
+                for index, result, error in ended:
+                    if error is None:
+                        results[index] = result
+                        bar.update(1)
+                    else:
+                        failed[index] = error
+                if not failed:
+                    self._submit(todo, concurrency)
+        except BaseException:
+            self._cancel()
+            raise
+        return failed
+
+    def _submit(self, todo: Iterator[tuple[Any, ...]], concurrency: int) -> None:
+        room = concurrency - len(self.flight) - self.retrying
+        batch = [job for _, job in zip(range(room), todo, strict=False)] if room > 0 else []
+        if not batch:
+            return
+        keys = [self.key(job[0]) for job in batch]
+        futures = self.client.map(self.fn, [job[1] for job in batch], key=keys, pure=False)
+        now = time.perf_counter()
+        for future, (index, item, *extra) in zip(futures, batch, strict=True):
+            self.flight[future] = (index, item, extra[0] if extra else None, now)
+        self.completed.update(futures)
+
+    def _arrivals(self) -> list[Any]:
+        """The tasks that came back: at least one, unless a retry thread ended or a task ran
+        past its timeout (then it is cancelled and comes back as an ActivityTimeout)."""
+        if not self.retrying and self.timeout is None:
+            return list(self.completed.next_batch(block=True))
+        while True:
+            batch = list(self.completed.next_batch(block=False))
+            late = self._late()
+            if batch or late or self.wake.is_set():
+                self.wake.clear()
+                return batch + late
+            self.wake.wait(0.02)
+
+    def _late(self) -> list[Any]:
+        if self.timeout is None:
+            return []
+        now = time.perf_counter()
+        late = [f for f, (*_, submitted) in self.flight.items()
+                if now - submitted > self.timeout]
+        if late:
+            self.expired.update(late)
+            self.client.cancel(late)
+        return late
+
+    def _outcomes(self, came: list[tuple[Any, ...]],
+                  ) -> Iterator[tuple[int, _Attempt, Any, Any]]:
+        """Each task that came back as an attempt: the finished ones' results gathered in one
+        request, the failures with their remote traceback."""
+        finished = [future for future, *_ in came if future.status == "finished"]
+        values = dict(zip(finished, self.client.gather(finished), strict=True)) if finished \
+            else {}
+        for future, index, item, extra, submitted in came:
+            attempt = _Attempt(self, index, submitted)
+            if future in values:
+                attempt.value = values[future]
+            elif future in self.expired:
+                self.expired.discard(future)
+                attempt.error = ActivityTimeout(self.callee, self.timeout or 0.0)
+            else:
+                attempt.error = _failure(future)
+            future.release()
+            yield index, attempt, extra, item
+
+    def retry(self, index: int, live: Callable[[], Any]) -> Any:
+        """Make ``live`` (the item's call under its policy) in a thread of its own; its
+        outcome is taken by the cell's thread. Returns :data:`_LATER`."""
+        def attempt() -> None:
+            try:
+                outcome: tuple[int, Any, BaseException | None] = (index, live(), None)
+            except BaseException as err:  # the map raises it, once every item came back
+                outcome = (index, None, err)
+            with self.lock:
+                self.retrying -= 1
+                self.outcomes.append(outcome)
+                leftover = self.retries.pop(index, None)
+            if leftover is not None:  # an attempt the policy's timeout gave up on
+                leftover.cancel()
+            self.wake.set()
+
+        with self.lock:
+            self.retrying += 1
+        threading.Thread(target=contextvars.copy_context().run, args=(attempt,),
+                         name=f"km.map-retry-{index}", daemon=True).start()
+        return _LATER
+
+    def again(self, index: int, item: Any) -> Any:
+        """One more attempt of item ``index``, as a new task (from its retry thread)."""
+        if self.interrupted:
+            raise KeyboardInterrupt("km.map was interrupted")
+        future = self.client.submit(self.fn, item, key=self.key(index), pure=False)
+        with self.lock:
+            previous, self.retries[index] = self.retries.get(index), future
+        if previous is not None:
+            previous.cancel()
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            if self.interrupted:  # not a failure of the item: nothing is journaled for it
+                raise KeyboardInterrupt("km.map was interrupted") from None
+            raise
+
+    def _cancel(self) -> None:
+        """Ctrl-C, or a task that could not be sent: cancel every task still on the cluster."""
+        self.interrupted = True
+        with self.lock:
+            futures = [*self.flight, *self.retries.values()]
+        if not futures:
+            return
+        try:
+            self.client.cancel(futures)
+        except Exception as err:  # the cluster is gone: it forgets them with the client
+            warnings.warn(f"km.map {self.callee}: {len(futures)} tasks could not be cancelled "
+                          f"on the cluster ({type(err).__name__}: {err}); they may still "
+                          "run there, and their results are not journaled.",
+                          KittehWarning, stacklevel=2)
+
+
+def _failure(future: Any) -> BaseException:
+    """The exception a task that did not finish raised (with its traceback from the worker),
+    or the cancellation."""
+    try:
+        future.result()
+    except BaseException as err:  # what the task raised: it is the item's failure
+        return err
+    return RuntimeError(f"task {future.key} ended as {future.status!r} without a result")

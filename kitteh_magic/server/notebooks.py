@@ -36,17 +36,18 @@ class PathOutside(PathRefused):
 
 @dataclass(frozen=True)
 class NotebookStore:
-    """A notebook's store directory and its default session name."""
+    """A notebook's store (a folder, or a server's URL) and its default session name."""
 
     notebook: str
     """The notebook's OS path, as the kernel sees it in ``$JPY_SESSION_NAME``."""
-    store: Path
+    store: locate.Location
     session: str
     within: Path
-    """The real directory the store must lie in: the server root, or the store itself when
-    ``$KITTEH_MAGIC_DIR`` names it (the server's own configuration, not a client's choice)."""
+    """The real directory a store folder must lie in: the server root, or the store itself
+    when ``$KITTEH_MAGIC_STORE`` or ``$KITTEH_MAGIC_DIR`` names it (the server's own
+    configuration, not a client's choice)."""
     configured: bool = False
-    """Whether ``$KITTEH_MAGIC_DIR`` named the store."""
+    """Whether the environment named the store."""
 
 
 def _shown(api_path: str) -> str:
@@ -129,11 +130,11 @@ def resolve(api_path: str, root_dir: str,
     kitteh_magic.server.notebooks.PathOutside: the store '../x' that 'a.ipynb' names ...
     """
     notebook = os_path(api_path, root_dir)
-    configured = bool(os.environ.get(locate.STORE_ENV))
+    configured = locate.store_configured()
     if not configured:  # the server's own store wins over the metadata's (locate.resolve)
         _check_metadata_store(api_path, notebook, root_dir, metadata)
     store, session = locate.resolve(notebook, metadata)
-    within = os.path.realpath(store if configured else root_dir)
+    within = os.path.realpath(store if configured and isinstance(store, Path) else root_dir)
     return NotebookStore(notebook, store, session, Path(within), configured)
 
 
@@ -176,12 +177,12 @@ def moved(old_path: str, new_path: str, root_dir: str,
     own = (metadata or {}).get(locate.METADATA_KEY)
     result: dict[str, object] = dict(own) if isinstance(own, Mapping) else {}
     result["session"] = old.session
+    if old.configured or not isinstance(old.store, Path):
+        return result, not isinstance(old.store, Path) or old.store.is_dir()
     found = old.store.is_dir()
-    if old.configured:
-        return result, found
     result.pop("store", None)
     if found and (os.path.realpath(old.store)
-                  != os.path.realpath(locate.store_dir(notebook, env={}))):
+                  != os.path.realpath(str(locate.store_dir(notebook, env={})))):
         result["store"] = Path(os.path.relpath(old.store, os.path.dirname(notebook))).as_posix()
     return result, found
 
@@ -192,7 +193,7 @@ STORE_PARTS = ("index",)
 links in, ``index/cache.db*``. The blob files are not opened for metadata."""
 
 
-def real_store(found: NotebookStore) -> Path:
+def real_store(found: NotebookStore) -> locate.Location:
     """The real path of the notebook's store, refusing a store that leads outside its bounds.
 
     A ``.kitteh`` that is a symlink, or a store whose ``index`` (or its database) is one, would
@@ -205,6 +206,8 @@ def real_store(found: NotebookStore) -> Path:
         PathOutside: The store, or one of its entries, leads outside ``found.within``.
         OSError: A directory of the store cannot be listed (permissions).
     """
+    if not isinstance(found.store, Path):
+        return found.store  # a server the server's own environment names: no path to check
     within = str(found.within)
     real = os.path.realpath(found.store)
     paths = [real]
@@ -213,7 +216,8 @@ def real_store(found: NotebookStore) -> Path:
                 os.scandir(directory) as entries:
             paths.extend(os.path.realpath(entry.path) for entry in entries)
     if not all(_inside(within, path) for path in paths):
-        bounds, fix = ((f"${locate.STORE_ENV}", "replace the link by the directory itself")
+        bounds, fix = (("the store the server's environment names",
+                        "replace the link by the directory itself")
                        if found.configured else
                        ("the server root", "keep the notebook's store inside the server root"))
         raise PathOutside(f"the store {str(found.store)!r} is a link, or holds one, that leads "

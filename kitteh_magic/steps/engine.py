@@ -19,8 +19,8 @@ from typing import Any
 import psutil
 
 from .. import locate
-from ..errors import InternalWarning
-from ..store import Store
+from ..errors import InternalWarning, StoreURLError
+from ..store import Store, open_store
 from . import analysis, codeprint, fingerprint, observe
 from .catalog import Catalog
 from .lineage import Lineage
@@ -46,7 +46,9 @@ class Engine:
         namespace: the user's namespace (IPython's ``user_ns``).
         display_pub: IPython's display publisher (None outside IPython).
         hidden: names that are not the user's (IPython's history variables...).
-        store_dir: the store; default from the binding, else ``locate.store_dir``.
+        store_dir: the store (a folder or a :class:`~kitteh_magic.locate.StoreURL`); default
+            from the binding, else ``locate.store_dir``. ``%durable store`` and
+            :meth:`choose_store` replace it.
         session: the session name; default from the binding, else from the notebook path.
         binding: the kernel's binding file (``locate.binding_file``): the notebook the kernel
             runs now and its metadata, which name the store and the session
@@ -54,13 +56,19 @@ class Engine:
     """
 
     def __init__(self, namespace: dict[str, Any], *, display_pub: Any | None = None,
-                 hidden: Callable[[str], bool] = is_hidden, store_dir: Path | None = None,
-                 session: str | None = None, binding: Path | None = None) -> None:
+                 hidden: Callable[[str], bool] = is_hidden,
+                 store_dir: locate.Location | None = None, session: str | None = None,
+                 binding: Path | None = None, configured: str | None = None) -> None:
         self.namespace = namespace
         self.display_pub = display_pub
         self.hidden = hidden
         self.notebook = locate.notebook_path(namespace)
-        self.store_dir = store_dir or locate.store_dir(self.notebook)
+        self.configured = configured or None
+        """The store of the kernel's configuration (``c.DurableMagics.store``): below the
+        environment's, above the notebook's folder."""
+        self.store_error: StoreURLError | None = None
+        """Why the configured store cannot be used (an unsupported URL): every step says so."""
+        self.store_dir: locate.Location = store_dir or self._default_store(self.notebook)
         self._session = session or locate.session_name(self.notebook, self.store_dir)
         self._store_given = store_dir is not None
         self._session_chosen = session is not None
@@ -108,7 +116,7 @@ class Engine:
         notebook, metadata = found if found is not None else (
             locate.notebook_path(self.namespace), {})
         try:
-            store, session = locate.resolve(notebook, metadata)
+            store, session = self._resolve(notebook, metadata)
         except Exception as err:  # a binding no notebook could have: say so, keep the session
             self.warn(InternalWarning, f"kitteh_magic could not use the notebook binding "
                       f"{str(self._binding)!r} ({type(err).__name__}: {err}); steps stay in "
@@ -121,11 +129,61 @@ class Engine:
         if not self._session_chosen:
             self._session = session
 
+    def _default_store(self, notebook: str | None) -> locate.Location:
+        """The environment's store, else the configuration's, else beside the notebook; an
+        unsupported URL is kept in :attr:`store_error` (raised when the store is used)."""
+        self.store_error = None
+        try:
+            found = locate.configured_store()
+            if found is None and self.configured:
+                found = locate.parse_store(self.configured, "c.DurableMagics.store")
+        except StoreURLError as err:
+            self.store_error = err
+            found = None
+        return found or locate.store_dir(notebook, env={})
+
+    def _resolve(self, notebook: str | None,
+                 metadata: dict[str, object]) -> tuple[locate.Location, str]:
+        """:func:`locate.resolve` with the configuration's store below the environment's."""
+        store = self._default_store(notebook)
+        if (self.store_error is not None or locate.store_configured()
+                or self.configured):
+            return store, locate.metadata_session(metadata) or locate.session_name(notebook,
+                                                                                    store)
+        return locate.resolve(notebook, metadata, env={})
+
+    def configure(self, configured: str | None) -> None:
+        """Take the configuration's store (``c.DurableMagics.store``), below the environment's
+        and above the notebook's folder; a store the user chose stays."""
+        self.configured = configured or None
+        if self._store_given:
+            return
+        store = self._default_store(self.notebook)
+        if store != self.store_dir:
+            self.close()
+            self.store_dir = store
+            if not self._session_chosen:
+                self._session = locate.session_name(self.notebook, store)
+        self._binding_seen = -1  # the binding's metadata is read again against it
+
+    def choose_store(self, location: locate.Location) -> None:
+        """Use the store at ``location`` from now on (``%durable store URL``); the binding and
+        the environment no longer move it. The session keeps its name."""
+        self.close()
+        self.store_dir, self._store_given, self.store_error = location, True, None
+
     @property
     def store(self) -> Store:
-        """The store, opened on first use (a notebook that never runs a step creates nothing)."""
+        """The store, opened on first use (a notebook that never runs a step creates nothing).
+
+        Raises:
+            StoreURLError: the environment or the configuration names an unsupported store.
+            StoreError: the store cannot be opened (a server that cannot be reached...).
+        """
         if self._store is None:
-            self._store = Store(self.store_dir)
+            if self.store_error is not None and not self._store_given:
+                raise self.store_error
+            self._store = open_store(self.store_dir)
         return self._store
 
     @property

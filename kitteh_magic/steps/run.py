@@ -17,6 +17,7 @@ from ..errors import (
     DamagedStoreWarning,
     InternalWarning,
     StepBusyError,
+    StoreError,
     StoreWriteWarning,
     UnpicklableError,
     UnpicklableWarning,
@@ -150,6 +151,9 @@ class StepRun:
             engine.warn(DamagedStoreWarning, f"step {self.name!r}: {err}; it will run again and "
                         "its record will be rewritten.")
             self._heal()
+        except StoreError as err:  # the store cannot be opened or reached: said as it is
+            self.key = None
+            engine.warn(InternalWarning, f"step {self.name!r} runs as a plain cell: {err}")
         except Exception as err:  # never let the cache break the cell
             self.key = None
             engine.warn(InternalWarning, f"kitteh_magic could not look up step {self.name!r} "

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -89,7 +89,7 @@ class BlobFiles:
         except OSError:
             return False
 
-    def write(self, digest: str, parts: Sequence[Bytes]) -> int:
+    def write(self, digest: str, parts: Iterable[Bytes]) -> int:
         """Commit ``parts`` (written back to back) as the blob of ``digest``; return its size.
 
         Raises:

@@ -1,0 +1,363 @@
+"""A store shared by a team or a cluster, in PostgreSQL (DESIGN §9).
+
+The rows of the embedded store's index live in one table, large values in content-addressed
+chunks, and each machine keeps a read-through cache of those (``chunks.py``), so a value is
+fetched once per machine and then restored memory-mapped like the embedded store's blobs. What
+is signed stays signed with the team's key: the server holds the same frames and documents as a
+store folder does, so a server that is read or altered by someone without the key can leak
+values but never make a kernel unpickle something it did not write (DESIGN §4.9).
+
+Schema ``kitteh_magic`` in the database the URL names, created on first use (the idea of a
+schema owned by the library and a table of applied versions is DBOS's)::
+
+    migrations(version int PK, applied_at timestamptz, description text)
+    meta(name text PK, value text)                           -- store_id: names the local cache
+    entries(key text COLLATE "C" PK, doc text, frame bytea, written float8)
+    blobs(digest text PK, size bigint, chunks text[], written float8)
+    chunks(digest text PK, data bytea)                       -- xxh3-128 of data
+
+Keys sort bytewise (``COLLATE "C"``), so a prefix is a range scan of the primary key as in
+SQLite. A read-modify-write of one key (the step lease) holds a transaction-level advisory lock
+on the key's hash, which also covers keys that have no row yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import xxhash
+
+from kitteh_magic import locate
+from kitteh_magic.errors import StoreError
+from kitteh_magic.store.blobs import Durability
+from kitteh_magic.store.frames import SignedDoc
+from kitteh_magic.store.index import MISSING, Row, encode_row, end, private_dir
+from kitteh_magic.store.signing import Signer
+from kitteh_magic.store.store import Store
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+SCHEMA = "kitteh_magic"
+_MIGRATE_LOCK = 0x6B6D_0001  # "km" 1: one process migrates at a time
+CHUNKS_LOCK = 0x6B6D_0002
+"""Shared by writers of blobs, exclusive for removing chunks (see ``chunks.CachedBlobs``)."""
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (1, "entries, blobs, chunks and the store's id", (
+        f"CREATE TABLE {SCHEMA}.meta (name text PRIMARY KEY, value text NOT NULL)",
+        f"CREATE TABLE {SCHEMA}.entries (key text COLLATE \"C\" PRIMARY KEY, doc text,"
+        " frame bytea, written double precision NOT NULL)",
+        # Frames and chunks are checksummed pickles and array bytes: compressing them costs
+        # CPU on every write and read for little gain.
+        f"ALTER TABLE {SCHEMA}.entries ALTER COLUMN frame SET STORAGE EXTERNAL",
+        f"CREATE TABLE {SCHEMA}.blobs (digest text COLLATE \"C\" PRIMARY KEY,"
+        " size bigint NOT NULL, chunks text[] NOT NULL, written double precision NOT NULL)",
+        f"CREATE INDEX blobs_chunks ON {SCHEMA}.blobs USING gin (chunks)",
+        f"CREATE TABLE {SCHEMA}.chunks (digest text COLLATE \"C\" PRIMARY KEY,"
+        " data bytea NOT NULL)",
+        f"ALTER TABLE {SCHEMA}.chunks ALTER COLUMN data SET STORAGE EXTERNAL",
+    )),
+)
+"""Schema versions in order: each one's statements run once, in one transaction, and its row
+in ``migrations`` says so. Add a version at the end; never edit one that shipped."""
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _modules() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise StoreError("a PostgreSQL store needs psycopg: pip install "
+                         "'kitteh_magic[postgresql]'") from exc
+    return psycopg, psycopg_pool
+
+
+class PostgresIndex:
+    """The :class:`~kitteh_magic.store.index.Index` of a store in PostgreSQL.
+
+    A connection pool (psycopg_pool) of autocommit connections: a lone read or write is one
+    round trip; :meth:`transaction` and :meth:`locked` hold one connection for their block, on
+    the thread that opened them (other threads use other connections meanwhile).
+    """
+
+    def __init__(self, url: locate.StoreURL, signer: Signer, *, max_connections: int = 16,
+                 connect_timeout: float = 10.0) -> None:
+        """Connect, create or upgrade the schema, and read the store's id.
+
+        Raises:
+            StoreError: the server cannot be reached, refuses the user, or holds a schema of a
+                newer kitteh_magic.
+        """
+        self.url = url
+        self._signer = signer
+        self._max = max_connections
+        self._timeout = connect_timeout
+        self._local = threading.local()
+        self._pool_pid = 0
+        self._pool: psycopg_pool.ConnectionPool | None = None
+        self._lock = threading.Lock()
+        self.store_id = self._start()
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _connections(self) -> psycopg_pool.ConnectionPool:
+        pool = self._pool
+        if pool is not None and self._pool_pid == os.getpid():
+            return pool
+        with self._lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                # A forked child never uses its parent's connections (their sockets are shared).
+                _, pools = _modules()
+                self._pool = pools.ConnectionPool(
+                    self.url.url, min_size=1, max_size=self._max, open=True,
+                    timeout=self._timeout, name="kitteh_magic",
+                    kwargs={"autocommit": True, "connect_timeout": max(int(self._timeout), 1),
+                            "application_name": "kitteh_magic"})
+                self._pool_pid = os.getpid()
+            return self._pool
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """The connection of this thread's open transaction, else one from the pool."""
+        held = getattr(self._local, "conn", None)
+        if held is not None:
+            yield held
+            return
+        with self._connections().connection() as conn:
+            yield conn
+
+    def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self.connection() as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
+        with self.connection() as conn:
+            return conn.execute(sql, args).fetchone()
+
+    def _count(self, sql: str, args: tuple[object, ...] = ()) -> int:
+        """Run a statement; the rows it changed."""
+        with self.connection() as conn:
+            return conn.execute(sql, args).rowcount
+
+    def _start(self) -> str:
+        """The store's id, after creating or upgrading the schema when needed."""
+        psycopg, _ = _modules()
+        try:
+            with self.connection() as conn:
+                try:
+                    version, store_id = conn.execute(
+                        f"SELECT (SELECT max(version) FROM {SCHEMA}.migrations),"
+                        f" (SELECT value FROM {SCHEMA}.meta WHERE name = 'store_id')"
+                    ).fetchone() or (0, None)
+                except psycopg.errors.UndefinedTable:
+                    version, store_id = 0, None
+                if version != SCHEMA_VERSION or store_id is None:
+                    store_id = self._migrate(conn)
+        except StoreError:
+            raise
+        except Exception as exc:
+            error = self.failure(exc, "open the store")
+            if error is None:
+                raise
+            raise error from exc
+        return str(store_id)
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> str:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.migrations (version int PRIMARY"
+                         " KEY, applied_at timestamptz NOT NULL DEFAULT now(), description text"
+                         " NOT NULL)")
+            (version,) = conn.execute(
+                f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.migrations").fetchone() or (0,)
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"the store {self.url} was written by a newer kitteh_magic "
+                                 f"(schema version {version}; this one knows up to "
+                                 f"{SCHEMA_VERSION}): upgrade kitteh_magic")
+            for number, description, statements in MIGRATIONS:
+                if number <= version:
+                    continue
+                for sql in statements:
+                    conn.execute(sql)
+                conn.execute(f"INSERT INTO {SCHEMA}.migrations (version, description)"
+                             " VALUES (%s, %s)", (number, description))
+            conn.execute(f"INSERT INTO {SCHEMA}.meta VALUES ('store_id', %s)"
+                         " ON CONFLICT (name) DO NOTHING", (uuid.uuid4().hex,))
+            row = conn.execute(f"SELECT value FROM {SCHEMA}.meta WHERE name = 'store_id'"
+                               ).fetchone()
+        if row is None:
+            raise StoreError(f"the store {self.url} has no id: its table {SCHEMA}.meta was "
+                             "altered")
+        return str(row[0])
+
+    # -- the Index surface ------------------------------------------------------------------
+
+    def get(self, key: str) -> Row:
+        row = self._one(f"SELECT doc, frame FROM {SCHEMA}.entries WHERE key = %s", (key,))
+        return MISSING if row is None else _row(row[0], row[1])
+
+    def set(self, key: str, value: bytes | SignedDoc | Mapping[str, Any]) -> None:
+        self._put(key, encode_row(key, value, self._signer))
+
+    def upsert_text(self, key: str, text: str) -> None:
+        self._put(key, text)
+
+    def _put(self, key: str, raw: bytes | str) -> None:
+        doc, frame = (raw, None) if isinstance(raw, str) else (None, raw)
+        self._count(f"INSERT INTO {SCHEMA}.entries (key, doc, frame, written) VALUES"
+                      " (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET doc = excluded.doc,"
+                      " frame = excluded.frame, written = excluded.written",
+                      (key, doc, frame, time.time()))
+
+    def delete(self, key: str) -> bool:
+        return self._count(f"DELETE FROM {SCHEMA}.entries WHERE key = %s", (key,)) > 0
+
+    def pop_size(self, key: str) -> int:
+        row = self._one(f"DELETE FROM {SCHEMA}.entries WHERE key = %s RETURNING"
+                        " coalesce(octet_length(doc), 0) + coalesce(octet_length(frame), 0)",
+                        (key,))
+        return 0 if row is None else int(row[0])
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self._count(f"DELETE FROM {SCHEMA}.entries WHERE key >= %s AND key < %s",
+                           (prefix, end(prefix)))
+
+    def contains(self, key: str) -> bool:
+        return self._one(f"SELECT 1 FROM {SCHEMA}.entries WHERE key = %s", (key,)) is not None
+
+    def rows(self, prefix: str) -> list[tuple[str, Row]]:
+        found = self._all(f"SELECT key, doc, frame FROM {SCHEMA}.entries WHERE key >= %s"
+                          " AND key < %s ORDER BY key", (prefix, end(prefix)))
+        return [(key, _row(doc, frame)) for key, doc, frame in found]
+
+    def keys(self, prefix: str) -> list[str]:
+        if not prefix:
+            return [k for (k,) in self._all(f"SELECT key FROM {SCHEMA}.entries ORDER BY key")]
+        return [k for (k,) in self._all(
+            f"SELECT key FROM {SCHEMA}.entries WHERE key >= %s AND key < %s ORDER BY key",
+            (prefix, end(prefix)))]
+
+    def written(self, prefix: str) -> list[tuple[str, float]]:
+        return [(k, float(w)) for k, w in self._all(
+            f"SELECT key, written FROM {SCHEMA}.entries WHERE key >= %s AND key < %s",
+            (prefix, end(prefix)))]
+
+    def row_bytes(self, prefix: str) -> int:
+        (size,), = self._all(
+            f"SELECT coalesce(sum(coalesce(octet_length(doc), 0) + coalesce(octet_length(frame),"
+            f" 0)), 0) FROM {SCHEMA}.entries WHERE key >= %s AND key < %s",
+            (prefix, end(prefix)))
+        return int(size)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if getattr(self._local, "conn", None) is not None:  # nested: the outer one commits
+            yield
+            return
+        with self._connections().connection() as conn, conn.transaction():
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    @contextlib.contextmanager
+    def locked(self, key: str) -> Iterator[None]:
+        with self.transaction():
+            self._all("SELECT pg_advisory_xact_lock(%s)", (key_lock(key),))
+            yield
+
+    def failure(self, exc: BaseException, action: str) -> StoreError | None:
+        psycopg, pools = _modules()
+        if isinstance(exc, pools.PoolTimeout | psycopg.OperationalError):
+            return StoreError(f"cannot {action}: the PostgreSQL store {self.url} cannot be "
+                              f"reached ({_first_line(exc)}). Check the server, the URL in "
+                              f"${locate.STORE_URL_ENV} and the network.")
+        if isinstance(exc, psycopg.Error):
+            return StoreError(f"cannot {action} in the PostgreSQL store {self.url}: "
+                              f"{_first_line(exc)}")
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.close()
+
+
+class PostgresStore(Store):
+    """A :class:`~kitteh_magic.store.Store` in PostgreSQL, with this machine's cache of its
+    large values (see the module docstring)."""
+
+    def __init__(self, url: locate.StoreURL, *, key_file: Path | None = None,
+                 cache: Path | None = None, inline_limit: int = 64 * 1024,
+                 verify_limit: int = 256 * 2**20, durability: Durability = "process") -> None:
+        """Open the store at ``url``, creating its schema in an empty database.
+
+        Args:
+            url: ``postgresql://user:password@host:port/database`` (libpq's URL: its query
+                parameters, ``$PGPASSWORD`` and ``~/.pgpass`` apply).
+            key_file: the team's signing key (default :func:`kitteh_magic.locate.key_file`).
+            cache: this machine's cache folder (default :func:`kitteh_magic.locate.cache_dir`);
+                the store's values are under ``<cache>/<store id>/``.
+            inline_limit, verify_limit, durability: as for the embedded store.
+
+        Raises:
+            StoreError: psycopg is not installed, the server cannot be reached, or the cache
+                folder cannot be written.
+        """
+        from kitteh_magic.store.chunks import CachedBlobs
+
+        self.location = str(url)
+        self.inline_limit = inline_limit
+        self.verify_limit = verify_limit
+        self._signer = Signer(key_file if key_file is not None else locate.key_file())
+        index = PostgresIndex(url, self._signer)
+        self._index = index
+        self.directory = (cache or locate.cache_dir()) / index.store_id
+        try:
+            for path in (self.directory, self.directory / "blobs", self.directory / "tmp"):
+                private_dir(path)
+        except OSError as exc:
+            index.close()
+            raise StoreError(f"cannot use the cache folder {str(self.directory)!r} of the store "
+                             f"{self.location}: {exc}. Choose one with ${locate.CACHE_ENV}.") \
+                from exc
+        self._blobs = CachedBlobs(index, self.directory, durability)
+        self._started()
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+
+def key_lock(key: str) -> int:
+    """The advisory lock number of ``key``: a signed 64-bit hash of it.
+
+    >>> key_lock("km1/lease/s/a") == key_lock("km1/lease/s/a") != key_lock("km1/lease/s/b")
+    True
+    """
+    return xxhash.xxh3_64_intdigest(key.encode()) - 2**63
+
+
+def _row(doc: str | None, frame: bytes | None) -> Row:
+    if doc is not None:
+        return doc
+    return bytes(frame) if frame is not None else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
