@@ -44,8 +44,10 @@ class Index(Protocol):
     the store turns them into :class:`~kitteh_magic.errors.StoreError` through :meth:`failure`.
     """
 
-    def get(self, key: str) -> Row:
-        """The row at ``key``, or :data:`MISSING`."""
+    def get(self, key: str, *, fresh: bool = False) -> Row:
+        """The row at ``key``, or :data:`MISSING`; ``fresh``: as the engine holds it now, not
+        from a copy this process keeps (value frames are immutable, so a copy is never stale,
+        but it may outlive the row, which a writer deciding whether to write must not see)."""
         ...
 
     def set(self, key: str, value: bytes | SignedDoc | Mapping[str, Any]) -> None:
@@ -167,7 +169,7 @@ class DiskIndex:
                               stacklevel=5)
         raise AssertionError("unreachable")
 
-    def get(self, key: str) -> Row:
+    def get(self, key: str, *, fresh: bool = False) -> Row:
         return self._cache.get(key, MISSING, retry=True)
 
     def set(self, key: str, value: bytes | SignedDoc | Mapping[str, Any]) -> None:

@@ -202,7 +202,7 @@ class Store:
         with self._failing("save value " + digest):
             if value.payload_size <= self.inline_limit:
                 key = value_key(digest)
-                row = self._index.get(key)
+                row = self._index.get(key, fresh=True)
                 if isinstance(row, bytes):
                     size = len(row)
                 else:  # absent, or a foreign row to replace
