@@ -98,7 +98,8 @@ def test_status_json_reports_states_runs_and_time_saved(
     rows = {row["step"]: row for row in status["steps"]}
     assert rows["slow"]["state"] == "replayed"
     assert (rows["slow"]["runs"], rows["slow"]["replays"]) == (1, 1)
-    assert rows["slow"]["saved"] >= 0.25
+    # The 0.3 s run minus the replay's own time; a replay on a busy machine took 56 ms.
+    assert 0.15 <= rows["slow"]["saved"] <= rows["slow"]["duration"]
     assert rows["broken"]["state"] == "failed"
     assert "ValueError: nope" in rows["broken"]["error"]
     assert status["totals"]["steps"] == 2
