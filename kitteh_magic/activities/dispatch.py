@@ -667,9 +667,13 @@ def call(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     """What ``f(...)`` in a durable cell becomes: ``_kitteh_call_(f, ...)``."""
     __tracebackhide__ = True  # IPython hides this frame (a step unlinks it: steps/tracebacks.py)
     step = _STEP.get()
-    if step is None or _INSIDE.get() or not step.active:
-        if step is None and _RUNNING is not None:
+    if step is None:
+        # A thread inside an activity but without the step (a km.map item on an in-process
+        # Dask worker) is no stray: the activity's own calls are plain.
+        if _RUNNING is not None and not _INSIDE.get():
             return _RUNNING.stray(fn, args, kwargs)
+        return fn(*args, **kwargs)
+    if _INSIDE.get() or not step.active:
         return fn(*args, **kwargs)
     verdict = classify(fn)
     if not verdict.activity:

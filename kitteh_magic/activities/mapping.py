@@ -32,7 +32,6 @@ The results are always journaled here, in the kernel, as they arrive.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextvars
 import dataclasses
 import functools
@@ -327,6 +326,9 @@ class _Cluster:
         self.distributed = sys.modules["distributed"]
         self.client = client
         self.fn = fn
+        self.task = fn if not _in_process(client) else functools.partial(_inside, fn)
+        """What a task calls: ``fn`` itself; on workers in this process (which may carry the
+        cell's context), ``fn`` inside an activity, so that its calls are plain ones."""
         self.timeout = timeout
         self.callee: str = callee or str(getattr(fn, "__name__", "fn"))
         name = re.sub(r"[^\w.]+", "_", getattr(fn, "__name__", "") or type(fn).__name__)
@@ -402,7 +404,7 @@ class _Cluster:
         if not batch:
             return
         keys = [self.key(job[0]) for job in batch]
-        futures = self.client.map(self.fn, [job[1] for job in batch], key=keys, pure=False)
+        futures = self.client.map(self.task, [job[1] for job in batch], key=keys, pure=False)
         now = time.perf_counter()
         for future, (index, item, *extra) in zip(futures, batch, strict=True):
             self.flight[future] = (index, item, extra[0] if extra else None, now)
@@ -477,17 +479,17 @@ class _Cluster:
         """One more attempt of item ``index``, as a new task (from its retry thread)."""
         if self.interrupted:
             raise KeyboardInterrupt("km.map was interrupted")
-        future = self.client.submit(self.fn, item, key=self.key(index), pure=False)
+        future = self.client.submit(self.task, item, key=self.key(index), pure=False)
         with self.lock:
             previous, self.retries[index] = self.retries.get(index), future
         if previous is not None:
             previous.cancel()
-        try:
+        self.distributed.wait([future])
+        if future.status == "finished":
             return future.result()
-        except concurrent.futures.CancelledError:
-            if self.interrupted:  # not a failure of the item: nothing is journaled for it
-                raise KeyboardInterrupt("km.map was interrupted") from None
-            raise
+        if self.interrupted:  # not a failure of the item: nothing is journaled for it
+            raise KeyboardInterrupt("km.map was interrupted")
+        raise _failure(future)
 
     def _cancel(self) -> None:
         """Ctrl-C, or a task that could not be sent: cancel every task still on the cluster."""
@@ -506,10 +508,24 @@ class _Cluster:
 
 
 def _failure(future: Any) -> BaseException:
-    """The exception a task that did not finish raised (with its traceback from the worker),
-    or the cancellation."""
+    """What a task that did not finish raised, with its traceback from the worker (the user's
+    frames, not the client's), or its cancellation."""
+    error: BaseException = future.exception()
+    if future.status == "error":
+        error = error.with_traceback(future.traceback())
+    return error
+
+
+def _in_process(client: Any) -> bool:
+    """Whether the client's workers are threads of this process (``Client(processes=False)``)."""
+    return str(getattr(client.scheduler, "address", "")).startswith("inproc://")
+
+
+def _inside(fn: Callable[[Any], Any], item: Any) -> Any:
+    """``fn(item)`` as an activity's body: on an in-process worker thread, whatever context it
+    carries, the calls ``fn`` makes are not journaled on their own (no nesting)."""
+    token = INSIDE.set(True)
     try:
-        future.result()
-    except BaseException as err:  # what the task raised: it is the item's failure
-        return err
-    return RuntimeError(f"task {future.key} ended as {future.status!r} without a result")
+        return fn(item)
+    finally:
+        INSIDE.reset(token)
