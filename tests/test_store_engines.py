@@ -378,3 +378,20 @@ def test_a_forked_child_does_not_share_connections(pg_url: str, tmp_path: Path) 
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.get_json("km1/ptr/s/a") == {"n": 1}  # the parent's connection still works
     store.close()
+
+
+def test_collect_prunes_this_machines_cache(pg_url: str, tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    a = open_store(pg_url, key_file=key, cache=tmp_path / "a")
+    kept, dropped = (a.put_value(np.arange(BIG // 8) + i) for i in range(2))
+    b = open_store(pg_url, key_file=key, cache=tmp_path / "b")
+    for ref in (kept, dropped):
+        b.get_value(ref)  # both cached on machine b
+    cached = {p.name for p in (b.directory / "blobs").rglob("*") if p.is_file()}
+    assert cached == {kept["digest"], dropped["digest"]}
+    b.collect({kept["digest"]})
+    assert {p.name for p in (b.directory / "blobs").rglob("*") if p.is_file()} \
+        == {kept["digest"]}
+    assert not a.has_value(dropped) and a.has_value(kept)
+    a.close()
+    b.close()

@@ -200,6 +200,11 @@ class BlobFiles:
         except FileNotFoundError:
             return 0.0
 
+    def prune(self, live: set[str], before: float) -> int:
+        """Nothing: these files are the store itself, removed one by one (``Store.collect``);
+        a cache of a shared store prunes its copies (``chunks.CachedBlobs.prune``)."""
+        return 0
+
     def sweep_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
         """Delete the temporary files of dead writers (see :func:`sweep`); return bytes freed."""
         return sweep(self.tmp, max_age)

@@ -185,6 +185,15 @@ class CachedBlobs:
     def sweep_tmp(self) -> int:
         return self.local.sweep_tmp()
 
+    def prune(self, live: set[str], before: float) -> int:
+        """Remove this machine's copies of values no record needs any more (written before
+        ``before``); the bytes freed on this machine."""
+        freed = 0
+        for digest, _ in list(self.local.entries()):
+            if digest not in live and self.local.written(digest) < before:
+                freed += self.local.remove(digest)
+        return freed
+
     def flush(self) -> None:
         self.local.flush()
 
