@@ -17,6 +17,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
 from kitteh_magic import locate
+from kitteh_magic.errors import StoreURLError
 from kitteh_magic.server.notebooks import NotebookStore, PathOutside, PathRefused, resolve
 from kitteh_magic.server.stores import StoreUnreadable
 
@@ -141,9 +142,12 @@ class DurableHandler(APIHandler):
 
 
 def refusing(work: Callable[[], T]) -> T:
-    """Run path logic, turning its refusals into answers (403 outside the root, else 400)."""
+    """Run path logic, turning its refusals into answers (403 outside the root, else 400; 500
+    when the server's own environment names a store it cannot use)."""
     try:
         return work()
+    except StoreURLError as exc:
+        raise Refused(500, str(exc)) from exc
     except PathOutside as exc:
         raise Refused(403, str(exc)) from exc
     except PathRefused as exc:
