@@ -121,5 +121,10 @@ class StoreWriteWarning(KittehWarning):
     """Saving a step failed (disk full, permissions); the cell's result is unaffected."""
 
 
+class StoreUnavailableWarning(KittehWarning):
+    """The store cannot be used (an unsupported URL, a server that cannot be reached, a folder
+    that cannot be opened); the cell ran as a plain cell, and nothing was saved."""
+
+
 class InternalWarning(KittehWarning):
     """kitteh_magic itself failed; the cell ran as a plain cell so nothing was lost."""

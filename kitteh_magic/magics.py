@@ -84,7 +84,8 @@ class DurableMagics(Magics):
     store = Unicode("", config=True, help=(
         "Where durable steps are stored: a folder, or a PostgreSQL URL "
         "(postgresql://user:password@host:port/database) shared by a team. $KITTEH_MAGIC_STORE "
-        "wins over it; empty: .kitteh/ beside the notebook."))
+        "wins over it, and it wins over $KITTEH_MAGIC_DIR; empty: .kitteh/ beside the "
+        "notebook."))
 
     def __init__(self, shell: Any, engine: Engine, transformer: DurableCells,
                  ran_plain: Callable[[str, str], None]) -> None:
@@ -97,7 +98,10 @@ class DurableMagics(Magics):
 
     @observe("store")
     def _store_changed(self, change: dict[str, Any]) -> None:
-        self.engine.configure(change["new"])  # %config DurableMagics.store = "..."
+        # The configuration is loaded inside Magics.__init__, before the engine is set: the
+        # constructor hands the value over then; later changes (%config) arrive here.
+        if hasattr(self, "engine"):
+            self.engine.configure(change["new"])
 
     @cell_magic("durable")
     def durable_cell(self, line: str, cell: str) -> Any:

@@ -304,8 +304,7 @@ def test_the_store_trait_selects_the_url(
     profile.mkdir(parents=True)
     (profile / "ipython_kernel_config.py").write_text(f"c.DurableMagics.store = {pg_url!r}\n")
     env = machine("A").env
-    del env["KITTEH_MAGIC_STORE"]
-    env["KITTEH_MAGIC_DIR"] = ""  # the environment names no store: the configuration's counts
+    del env["KITTEH_MAGIC_STORE"]  # KITTEH_MAGIC_DIR stays: the configuration wins over it
     kernel = start_kernel(IPYTHONDIR=str(tmp_path / "ipython"), **env)
     assert kernel.ok("%%durable job\nanswer = 6 * 7\nanswer").text == "42"
     assert pg.keys(f"km1/ptr/{SESSION}/job"), "c.DurableMagics.store was not used"

@@ -8,6 +8,7 @@ record, never the user's work.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import warnings
@@ -130,13 +131,17 @@ class Engine:
             self._session = session
 
     def _default_store(self, notebook: str | None) -> locate.Location:
-        """The environment's store, else the configuration's, else beside the notebook; an
-        unsupported URL is kept in :attr:`store_error` (raised when the store is used)."""
+        """``$KITTEH_MAGIC_STORE``, else the configuration's store, else ``$KITTEH_MAGIC_DIR``,
+        else beside the notebook; an unsupported URL is kept in :attr:`store_error` (raised
+        when the store is used)."""
         self.store_error = None
         try:
-            found = locate.configured_store()
+            found = locate.configured_store({locate.STORE_URL_ENV: os.environ.get(
+                locate.STORE_URL_ENV, "")})
             if found is None and self.configured:
                 found = locate.parse_store(self.configured, "c.DurableMagics.store")
+            if found is None:
+                found = locate.configured_store()  # $KITTEH_MAGIC_DIR
         except StoreURLError as err:
             self.store_error = err
             found = None

@@ -18,6 +18,7 @@ from ..errors import (
     InternalWarning,
     StepBusyError,
     StoreError,
+    StoreUnavailableWarning,
     StoreWriteWarning,
     UnpicklableError,
     UnpicklableWarning,
@@ -153,7 +154,8 @@ class StepRun:
             self._heal()
         except StoreError as err:  # the store cannot be opened or reached: said as it is
             self.key = None
-            engine.warn(InternalWarning, f"step {self.name!r} runs as a plain cell: {err}")
+            engine.warn(StoreUnavailableWarning, f"step {self.name!r} runs as a plain cell: "
+                        f"{err}")
         except Exception as err:  # never let the cache break the cell
             self.key = None
             engine.warn(InternalWarning, f"kitteh_magic could not look up step {self.name!r} "
