@@ -249,6 +249,25 @@ def test_an_unsupported_url_in_a_kernel_warns_and_the_cell_runs_plain(
     nothing_created(tmp_path, scheme)
 
 
+def test_an_unreachable_server_warns_and_the_cell_runs_plain_at_once(
+        start_kernel: Callable[..., Kernel], counter: Callable[[str], str], tmp_path: Path,
+        machine: Callable[[str], Machine]) -> None:
+    env = machine("A").env
+    env["KITTEH_MAGIC_STORE"] = "postgresql://kitteh:pw@127.0.0.1:1/team"  # nobody listens
+    kernel = start_kernel(**env)
+    cell = f"%%durable job\n{counter('job')}\nanswer = 6 * 7\nanswer"
+    for _ in range(2):  # the second cell tries the server again: still at once
+        started = time.monotonic()
+        result = kernel.run(cell)
+        assert result.error is None and result.text == "42", result.error
+        assert time.monotonic() - started < 5, "the cell waited for the server"
+        said = kitteh_warnings(result)
+        assert any(line.startswith("StoreUnavailableWarning") and "'job'" in line
+                   and "cannot be reached" in line and "pw@" not in line for line in said), said
+    assert runs(tmp_path, "job") == 2
+    no_local_store(tmp_path)
+
+
 def test_durable_store_with_an_unsupported_url_is_a_usage_error(
         kernel: Kernel, tmp_path: Path) -> None:
     before = kernel.ok("%durable store")

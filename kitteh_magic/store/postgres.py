@@ -192,7 +192,10 @@ class PostgresIndex:
         """The store's id, after creating or upgrading the schema when needed."""
         psycopg, _ = _modules()
         try:
-            with self.connection() as conn:
+            # A connection of its own, not the pool's: a server that refuses is said at once
+            # (the pool would retry in the background for its whole timeout).
+            with psycopg.connect(self.url.url, autocommit=True, application_name="kitteh_magic",
+                                 connect_timeout=max(int(self._timeout), 1)) as conn:
                 try:
                     version, store_id = conn.execute(
                         f"SELECT (SELECT max(version) FROM {SCHEMA}.migrations),"
