@@ -219,3 +219,9 @@ def inspect_process(key_sha256: str) -> dict[str, Any]:
         "running": dispatch is not None and dispatch._RUNNING is not None,
         "modules": sorted(m for m in sys.modules if m.startswith("kitteh_magic")),
     }
+
+
+def tasks_held(part: str, dask_scheduler: Any = None) -> list[str]:
+    """The keys holding ``part`` that the scheduler holds now
+    (``client.run_on_scheduler(tasks_held, part)``)."""
+    return sorted(str(key) for key in dask_scheduler.tasks if part in str(key))
