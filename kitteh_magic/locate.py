@@ -62,8 +62,17 @@ def redact(url: str) -> str:
     'postgresql://u:***@h/db?sslmode=require&password=***'
     >>> redact("postgresql://h/db")
     'postgresql://h/db'
+    >>> redact("postgresql://ann:pw@[::1:5432/team")  # not even a URL: no password either
+    'postgresql://ann:***@[::1:5432/team'
     """
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unbalanced "[": cut the text between "://" and "@" instead
+        scheme, sep, rest = url.partition("://")
+        user, at, host = rest.rpartition("@")
+        if at and ":" in user:
+            user = user.partition(":")[0] + ":***"
+        return f"{scheme}{sep}{user}{at}{host}" if at else url
     netloc = parts.netloc
     if "@" in netloc:
         user, _, host = netloc.rpartition("@")
@@ -94,7 +103,12 @@ def parse_store(value: str, source: str = "the store") -> Location:
         return Path(value).expanduser().absolute()
     scheme = found.group(1).lower()
     if scheme in SCHEMES:
-        parts = urllib.parse.urlsplit(value.strip())
+        try:
+            parts = urllib.parse.urlsplit(value.strip())
+            parts.port  # noqa: B018 -- a port that is not a number raises here
+        except ValueError as exc:
+            raise StoreURLError(f"{source} is {redact(value)!r}: not a valid URL ({exc}); "
+                                "write postgresql://user:password@host:port/database") from None
         if not (parts.hostname or parts.path.strip("/") or parts.query):
             raise StoreURLError(f"{source} is {redact(value)!r}: a PostgreSQL URL names a "
                                 "server and a database (postgresql://user:password@host:port/"
@@ -105,6 +119,23 @@ def parse_store(value: str, source: str = "the store") -> Location:
     raise StoreURLError(f"{source} is {redact(value)!r}: kitteh_magic cannot keep a store in "
                         f"{scheme!r}; use a folder path or a PostgreSQL URL "
                         "(postgresql://user:password@host:port/database)")
+
+
+def secrets_of(url: str) -> list[str]:
+    """The texts of ``url`` that are its password, as written and percent-decoded (what a
+    message must never show).
+
+    >>> secrets_of("postgresql://ann:50%off!@h/db?password=a%20b")
+    ['50%off!', 'a b', 'a%20b']
+    """
+    found: set[str] = set()
+    head = url.partition("://")[2].partition("/")[0]
+    user, at, _ = head.rpartition("@")
+    if at and ":" in user:
+        found.add(user.partition(":")[2])
+    found.update(re.findall(r"(?:^|[?&])password=([^&]*)", url.partition("?")[2]))
+    found |= {urllib.parse.unquote(text) for text in found}
+    return sorted(text for text in found if text)
 
 
 def configured_store(env: Mapping[str, str] | None = None) -> Location | None:

@@ -341,20 +341,23 @@ def test_a_damaged_cached_file_is_fetched_again_not_recomputed(pg_url: str,
     store.close()
 
 
-def test_another_signing_key_reads_nothing(pg_url: str, tmp_path: Path) -> None:
+def test_another_signing_key_is_refused_before_anything_is_read(pg_url: str,
+                                                                  tmp_path: Path) -> None:
     a = open_store(pg_url, key_file=tmp_path / "team-key", cache=tmp_path / "a")
     ref = a.put_value(np.arange(BIG // 8))
-    small = a.put_value({"x": 1})
     a.put_json("km1/rec/k", {"r": 1}, sign=True)
     a.close()
-    b = open_store(pg_url, key_file=tmp_path / "other-key", cache=tmp_path / "b")
-    for value in (ref, small):
-        with pytest.raises(DamagedRecordError) as err:
-            b.get_value(value)
-        assert err.value.reason == "signature"
-    with pytest.raises(DamagedRecordError):
-        b.get_json("km1/rec/k", signed=True)
-    b.close()
+    with pytest.raises(StoreError, match="another key") as err:
+        open_store(pg_url, key_file=tmp_path / "other-key", cache=tmp_path / "b")
+    assert "other-key" in str(err.value) and "KITTEH_MAGIC_KEY_FILE" in str(err.value)
+    assert not (tmp_path / "b").exists()
+    again = open_store(pg_url, key_file=tmp_path / "team-key", cache=tmp_path / "c")
+    assert again.get_json("km1/rec/k", signed=True) == {"r": 1} and again.has_value(ref)
+    again.close()
+    with psycopg.connect(pg_url) as con:  # what is published tells keys apart, nothing more
+        (check,), = con.execute(
+            "SELECT value FROM kitteh_magic.meta WHERE name = 'key_check'").fetchall()
+    assert check.encode() not in (tmp_path / "team-key").read_bytes()
 
 
 def test_the_status_line_says_server_and_cache(pg_url: str, tmp_path: Path) -> None:

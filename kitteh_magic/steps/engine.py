@@ -185,6 +185,8 @@ class Engine:
             StoreURLError: the environment or the configuration names an unsupported store.
             StoreError: the store cannot be opened (a server that cannot be reached...).
         """
+        if self._store is not None and self._store.gone:
+            self.close()  # a server restarted or emptied under this kernel: open it anew
         if self._store is None:
             if self.store_error is not None and not self._store_given:
                 raise self.store_error

@@ -17,6 +17,7 @@ never removed under it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,9 +25,9 @@ from pathlib import Path
 
 import xxhash
 
-from kitteh_magic.errors import DamagedRecordError
+from kitteh_magic.errors import DamagedRecordError, StoreError
 from kitteh_magic.store.blobs import BlobFiles, Durability
-from kitteh_magic.store.index import private_dir
+from kitteh_magic.store.index import explain, private_dir
 from kitteh_magic.store.postgres import CHUNKS_LOCK, SCHEMA, PostgresIndex
 from kitteh_magic.store.signing import Bytes
 
@@ -94,22 +95,35 @@ class CachedBlobs:
             DamagedRecordError: a chunk is missing or its bytes do not match its name
                 (``checksum``), or the chunks do not add up to the blob's size
                 (``truncated``); the caller drops the value, so its step recomputes it.
+            StoreError: this machine's cache cannot hold it (a full disk, permissions): the
+                server's value is fine and stays.
         """
         try:
             return self.local.read(digest)
         except FileNotFoundError:
             pass
+        except OSError:  # a folder in its place, a permission: this machine's copy only
+            self._mend(digest)
         row = self.index._one(f"SELECT size, chunks FROM {SCHEMA}.blobs WHERE digest = %s",
                               (digest,))
         if row is None:
             raise FileNotFoundError(f"no blob {digest} on the server")
         size, names = int(row[0]), list(row[1])
-        written = self.local.write(digest, self._fetch(digest, names))
+        try:
+            written = self.local.write(digest, self._fetch(digest, names))
+        except OSError as exc:
+            raise StoreError(f"cannot keep value {digest} in this machine's cache "
+                             f"{str(self.local.root)!r}: {explain(exc)} The value stays on "
+                             "the server.") from exc
         if written != size:
             self.local.remove(digest)
             raise DamagedRecordError(_key(digest), "truncated", f"its chunks hold {written} "
                                      f"bytes, the blob {size}")
-        return self.local.read(digest)
+        try:
+            return self.local.read(digest)
+        except OSError as exc:
+            raise StoreError(f"cannot read value {digest} from this machine's cache "
+                             f"{str(self.local.root)!r}: {explain(exc)}") from exc
 
     def _fetch(self, digest: str, names: list[str]) -> Iterator[bytes]:
         """Each chunk's bytes in order, checked against its name, in binary (no hex text).
@@ -145,10 +159,22 @@ class CachedBlobs:
     def refetch(self, digest: str) -> bool:
         """Drop this machine's copy so that the next read fetches the server's again; whether
         the server has one (a damaged cached file then costs a download, not a recompute)."""
-        if not self.local.exists(digest):
+        if self.local.size(digest) is None:
             return False
-        self.local.remove(digest)
+        self._mend(digest)
         return self.exists(digest)
+
+    def _mend(self, digest: str) -> None:
+        """Remove what stands where this machine's copy of ``digest`` should be.
+
+        Raises:
+            StoreError: it cannot be removed (the cache folder is not writable).
+        """
+        try:
+            self.local.remove(digest)
+        except OSError as exc:
+            raise StoreError(f"cannot replace {str(self.local.path(digest))!r} in this "
+                             f"machine's cache: {explain(exc)}") from exc
 
     def where(self, digest: str) -> str:
         return f"blob {digest} in {self.index.url} (cached as {str(self.local.path(digest))!r})"
@@ -156,7 +182,8 @@ class CachedBlobs:
     def remove(self, digest: str) -> int:
         """Remove the blob from the server (with the chunks no other blob names) and from
         this machine's cache; the bytes freed on the server."""
-        self.local.remove(digest)
+        with contextlib.suppress(FileNotFoundError):
+            self._mend(digest)
         with self.index.transaction(), self.index.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHUNKS_LOCK,))
             row = conn.execute(f"DELETE FROM {SCHEMA}.blobs WHERE digest = %s RETURNING"

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import xxhash
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
+T = TypeVar("T")
 SCHEMA = "kitteh_magic"
 _MIGRATE_LOCK = 0x6B6D_0001  # "km" 1: one process migrates at a time
 CHUNKS_LOCK = 0x6B6D_0002
@@ -73,6 +75,8 @@ in ``migrations`` says so. Add a version at the end; never edit one that shipped
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 VALUE_PREFIX = "km1/val/"
+IDLE_CHECK = 2.0
+"""Seconds after which the main thread's connection is checked before it is used."""
 FRAMES_KEPT = 32 * 2**20
 """Bytes of small value frames a process keeps after reading them (see ``PostgresIndex.get``):
 a replay then asks the server for the step's pointer and record only."""
@@ -85,6 +89,11 @@ def _modules() -> tuple[Any, Any]:
     except ImportError as exc:
         raise StoreError("a PostgreSQL store needs psycopg: pip install "
                          "'kitteh_magic[postgresql]'") from exc
+    pool_log = logging.getLogger("psycopg.pool")
+    if pool_log.level == logging.NOTSET:
+        # The pool logs each dead connection it discards as a warning, which a kernel prints
+        # into the running cell; the store reports what matters itself (a StoreError, once).
+        pool_log.setLevel(logging.ERROR)
     return psycopg, psycopg_pool
 
 
@@ -115,6 +124,9 @@ class PostgresIndex:
         self._pool_pid = 0
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._main: psycopg.Connection[Any] | None = None
+        self._main_used = 0.0
+        self.gone = False
+        """Whether the server was lost or its tables were: the owner opens the store anew."""
         self._lock = threading.Lock()
         self._frames: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._frames_size = 0
@@ -164,29 +176,69 @@ class PostgresIndex:
             yield conn
 
     def _own(self) -> psycopg.Connection[Any]:
-        """The main thread's connection, taken from the pool once (again if it broke)."""
+        """The main thread's connection, taken from the pool once (again if it broke).
+
+        After :data:`IDLE_CHECK` seconds unused it is checked with an empty query first (one
+        round trip, the cost of a cell run after a pause): a server restarted meanwhile then
+        costs a reconnection, not a cell run plain.
+        """
+        psycopg, _ = _modules()
         pool = self._connections()
-        own = self._main
+        own, now = self._main, time.monotonic()
         if own is not None and not own.broken and not own.closed:
-            return own
+            if now - self._main_used < IDLE_CHECK:
+                self._main_used = now
+                return own
+            try:
+                own.execute("")
+                self._main_used = now
+                return own
+            except psycopg.OperationalError:
+                pool.check()  # the pool's idle connections died with it
         if own is not None:
             self._main = None
             pool.putconn(own)  # broken: the pool discards it
         self._main = pool.getconn()
+        self._main_used = now
         return self._main
 
     def _all(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        with self.connection() as conn:
-            return conn.execute(sql, args).fetchall()
+        return self._retried(lambda conn: conn.execute(sql, args).fetchall())
 
     def _one(self, sql: str, args: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
-        with self.connection() as conn:
-            return conn.execute(sql, args).fetchone()
+        return self._retried(lambda conn: conn.execute(sql, args).fetchone())
 
     def _count(self, sql: str, args: tuple[object, ...] = ()) -> int:
         """Run a statement; the rows it changed."""
-        with self.connection() as conn:
-            return conn.execute(sql, args).rowcount
+        return self._retried(lambda conn: conn.execute(sql, args).rowcount)
+
+    def _retried(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work(connection)``, once more on another connection when the first one turns out
+        to be dead (a server restarted since it was opened). Outside a transaction every
+        statement here is one upsert, delete or read: running it twice changes nothing."""
+        psycopg, _ = _modules()
+        in_transaction = getattr(self._local, "conn", None) is not None
+        for attempt in (1, 2):
+            with self.connection() as conn:
+                try:
+                    return work(conn)
+                except psycopg.OperationalError:
+                    if attempt == 2 or in_transaction or not conn.broken:
+                        raise
+            self._renew()
+        raise AssertionError("unreachable")
+
+    def _renew(self) -> None:
+        """After a dead connection: drop this thread's own one and have the pool check the
+        ones it holds (they all died with the server)."""
+        with self._lock:
+            own, self._main = (self._main, None) if (
+                self._main is not None and self._main.broken) else (None, self._main)
+            pool = self._pool
+        if pool is not None and self._pool_pid == os.getpid():
+            if own is not None:
+                pool.putconn(own)
+            pool.check()
 
     def _start(self) -> str:
         """The store's id, after creating or upgrading the schema when needed."""
@@ -242,6 +294,33 @@ class PostgresIndex:
             raise StoreError(f"the store {self.url} has no id: its table {SCHEMA}.meta was "
                              "altered")
         return str(row[0])
+
+    def check_key(self, signer: Signer) -> None:
+        """Check that ``signer`` holds the key this store's records are signed with.
+
+        The store keeps a check value of the team's key (an HMAC of a fixed text: it tells
+        keys apart and reveals nothing of them), written by the first machine that signs. A
+        machine with another key would find every record "damaged", recompute it and
+        overwrite the team's records with its own; it is refused instead, before it reads
+        or writes anything.
+
+        Raises:
+            StoreError: this machine's key is not the store's.
+        """
+        mine = signer.mac(b"km1/key-check").hex()[:32]
+        try:
+            row = self._one(f"INSERT INTO {SCHEMA}.meta VALUES ('key_check', %s) ON CONFLICT"
+                            " (name) DO UPDATE SET value = meta.value RETURNING value", (mine,))
+        except Exception as exc:
+            error = self.failure(exc, "open the store")
+            if error is None:
+                raise
+            raise error from exc
+        if row is not None and row[0] != mine:
+            raise StoreError(f"the store {self.url} is signed with another key than this "
+                             f"machine's ({str(signer.path)!r}): copy the team's key file "
+                             f"here, or name it with ${locate.KEY_ENV}. Nothing was read or "
+                             "written.")
 
     # -- the Index surface ------------------------------------------------------------------
 
@@ -373,14 +452,25 @@ class PostgresIndex:
 
     def failure(self, exc: BaseException, action: str) -> StoreError | None:
         psycopg, pools = _modules()
+        said = self._scrub(_first_line(exc))
+        if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
+            self.gone = True  # the database was emptied or made again: open it anew
+            return StoreError(f"cannot {action}: the PostgreSQL store {self.url} lost its tables "
+                              f"({said}); it is opened again, as a new store, on the next step")
         if isinstance(exc, pools.PoolTimeout | psycopg.OperationalError):
+            self.gone = True
             return StoreError(f"cannot {action}: the PostgreSQL store {self.url} cannot be "
-                              f"reached ({_first_line(exc)}). Check the server, the URL in "
+                              f"reached ({said}). Check the server, the URL in "
                               f"${locate.STORE_URL_ENV} and the network.")
         if isinstance(exc, psycopg.Error):
-            return StoreError(f"cannot {action} in the PostgreSQL store {self.url}: "
-                              f"{_first_line(exc)}")
+            return StoreError(f"cannot {action} in the PostgreSQL store {self.url}: {said}")
         return None
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's password (libpq quotes parts of a URL it refuses)."""
+        for secret in locate.secrets_of(self.url.url):
+            text = text.replace(secret, "***")
+        return text
 
     def close(self) -> None:
         with self._lock:
@@ -421,6 +511,11 @@ class PostgresStore(Store):
         self._signer = Signer(key_file if key_file is not None else locate.key_file())
         index = PostgresIndex(url, self._signer)
         self._index = index
+        try:
+            index.check_key(self._signer)
+        except BaseException:
+            index.close()
+            raise
         self.directory = (cache or locate.cache_dir()) / index.store_id
         try:
             for path in (self.directory, self.directory / "blobs", self.directory / "tmp"):
@@ -436,6 +531,12 @@ class PostgresStore(Store):
     @property
     def shared(self) -> bool:
         return True
+
+    @property
+    def gone(self) -> bool:
+        """Whether the server or the store's tables were lost: open the store anew to go on."""
+        index = self._index
+        return isinstance(index, PostgresIndex) and index.gone
 
 
 def key_lock(key: str) -> int:

@@ -154,6 +154,12 @@ class Store:
         """Whether the store is shared with other machines (a server), not a local folder."""
         return False
 
+    @property
+    def gone(self) -> bool:
+        """Whether this handle can no longer be used and the store must be opened anew (a
+        server restarted or emptied under it); a folder's store never is."""
+        return False
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
 
