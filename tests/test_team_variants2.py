@@ -415,10 +415,6 @@ def test_gc_max_size_on_a_shared_store_under_running_kernels(
         assert result.error is None and result.text == value
 
 
-@pytest.mark.xfail(strict=True, reason="after gc --max-size on a shared store, a running kernel "
-                   "resumes a step from its kept journal and writes a record naming values gc "
-                   "deleted (its process still holds their frames): a new machine meets "
-                   "missing-blob damage and recomputes")
 def test_after_gc_max_size_what_a_running_kernel_writes_replays_on_a_new_machine(
         on: Callable[[Machine], Kernel], machine: Callable[[str], Machine],
         server: CountingServer, tmp_path: Path) -> None:

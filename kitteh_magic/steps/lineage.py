@@ -16,6 +16,7 @@ fingerprint, which is the "before" state when a step that may change it runs
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 
@@ -71,6 +72,15 @@ class Lineage:
         """Forget names a plain cell touched: it may have changed them in place."""
         for name in names:
             self._entries.pop(name, None)
+
+    def forget_stored(self, digests: AbstractSet[str]) -> None:
+        """Forget where values are stored when their group, or a value it refers to, is one
+        of ``digests`` (removed from the store): their tokens stay, their objects are stored
+        by value again the next time a step saves them."""
+        for entry in self._entries.values():
+            if entry.stored is not None and (entry.stored[0] in digests
+                                             or not digests.isdisjoint(entry.refs)):
+                entry.stored, entry.refs = None, ()
 
     def clear(self) -> None:
         """Forget everything (a session switch or reset)."""

@@ -156,6 +156,26 @@ def save_group(engine: Engine, values: Mapping[str, object],
 
 def _put(engine: Engine, group: dict[str, object], known: Known,
          ) -> tuple[ValueRef, dict[str, str | None]]:
+    """Store ``group``; objects in ``known`` become references to the values holding them.
+
+    A reference must name a value the store still has: ``gc --max-size`` (or another
+    kernel's gc) may have removed an earlier step's values while this kernel still holds
+    their objects. The referenced values are looked up once the group is written; when one is
+    gone, its objects are forgotten as stored (lineage) and the group is written again with
+    them inside it, so a record never points at nothing (DESIGN §4.14).
+    """
+    while True:
+        ref, members = _put_once(engine, group, known)
+        missing = engine.store.missing(set(ref.get("refs", ())))
+        if not missing:
+            return ref, members
+        gone = {ident for ident, entry in known.items() if entry[1] in missing}
+        known = {ident: entry for ident, entry in known.items() if ident not in gone}
+        engine.lineage.forget_stored(missing)
+
+
+def _put_once(engine: Engine, group: dict[str, object], known: Known,
+              ) -> tuple[ValueRef, dict[str, str | None]]:
     objects = {id(value): value for value in group.values()}
     if len(objects) == 1:
         # One object: stored as itself, so its digest is its content's (a value an activity

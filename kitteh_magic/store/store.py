@@ -310,6 +310,12 @@ class Store:
         with self._failing("look up value " + digest):
             return self._blobs.exists(digest) or self._index.contains(value_key(digest))
 
+    def missing(self, digests: set[str]) -> set[str]:
+        """The ``digests`` whose values the store does not hold (not verified); empty when
+        ``digests`` is."""
+        return {digest for digest in digests
+                if not self.has_value({"digest": digest, "kind": "inline"})}
+
     # -- documents ----------------------------------------------------------------------------
 
     def get_json(self, key: str, *, signed: bool = False) -> dict[str, Any] | None:
