@@ -463,7 +463,8 @@ class PostgresIndex:
                               f"reached ({said}). Check the server, the URL in "
                               f"${locate.STORE_URL_ENV} and the network.")
         if isinstance(exc, psycopg.Error):
-            return StoreError(f"cannot {action} in the PostgreSQL store {self.url}: {said}")
+            return StoreError(f"cannot {action}: the PostgreSQL store {self.url} answered "
+                              f"{said}")
         return None
 
     def _scrub(self, text: str) -> str:
