@@ -105,7 +105,8 @@ class PostgresIndex:
     the thread that opened them (other threads use other connections meanwhile). The process's
     main thread (the kernel's, which looks steps up and replays them) keeps one connection of
     the pool for itself: checking one out and back costs about 100 µs, three times the round
-    trip of a small query, and a replay makes about eight.
+    trip of a small query, and a replay makes four (record, pointer, and the pointer's update
+    in two).
     """
 
     def __init__(self, url: locate.StoreURL, signer: Signer, *, max_connections: int = 16,
