@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a file: python benchmarks/run.py
 from benchmarks import (
     activities,
     cells,
+    dask_map,
     fingerprints,
     mapping,
     notebook,
@@ -33,7 +34,7 @@ from benchmarks.common import ROOT, WORK, Row, Settings, install_env
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 GROUPS = ("cells", "save", "restore", "fingerprint", "observe", "notebook", "peers",
-          "activities", "map")
+          "activities", "map", "dask")
 
 
 def table(rows: list[Row]) -> str:
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     group("peers", lambda: peers.run(settings, artifacts, notes))
     group("activities", lambda: activities.run(settings, notes))
     group("map", lambda: mapping.run(settings, notes))
+    group("dask", lambda: dask_map.run(settings, notes))
     seconds = time.perf_counter() - clock
     print(table(rows))
     print(f"\nbenchmark run time: {seconds:.0f} s ({machine_line})")

@@ -22,6 +22,7 @@ import gc
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +55,6 @@ class DaskCluster:
             "KITTEH_MAGIC_KEY_FILE": str(self.key_file),
             "PYTHONPATH": os.pathsep.join(filter(None, [
                 str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
-            "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
         }
 
     @property
@@ -87,11 +87,10 @@ class DaskCluster:
         return self.address
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.folder / f"{name}.log", "wb")  # noqa: SIM115 (the process keeps it)
-        self.processes.append(subprocess.Popen([str(BIN / "dask"), *args], env=self.env,
-                                               stdout=log, stderr=subprocess.STDOUT,
-                                               cwd=self.folder))
-        log.close()
+        with open(self.folder / f"{name}.log", "wb") as log:  # the process has its own copy
+            self.processes.append(subprocess.Popen([str(BIN / "dask"), *args], env=self.env,
+                                                   stdout=log, stderr=subprocess.STDOUT,
+                                                   cwd=self.folder))
 
     def _alive_or_fail(self, deadline: float) -> None:
         for process in self.processes:
@@ -106,7 +105,8 @@ class DaskCluster:
                          for log in sorted(self.folder.glob("*.log")))
 
     def stop(self) -> None:
-        """Stop every process by its pid: SIGTERM, then SIGKILL after 10 s."""
+        """Stop every process by its pid (SIGTERM, then SIGKILL after 10 s), then remove the
+        cluster's folder."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGTERM)
@@ -116,6 +116,7 @@ class DaskCluster:
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class SchedulerSpy(SchedulerPlugin):  # type: ignore[misc]
@@ -191,12 +192,11 @@ def inspect_process(key_sha256: str) -> dict[str, Any]:
     Returns:
         ``key_file``: whether ``$KITTEH_MAGIC_KEY_FILE`` exists here; ``holders``: the types of
         live objects of kitteh_magic's that hold a store, a key or a step (the store's classes,
-        a journal, a step's runtime, a step run, the engine); ``key_copies``: how many 32-byte strings held by live objects are the key;
-        ``running``: whether kitteh_magic's dispatcher has a running step in this process;
-        ``modules``: the kitteh_magic modules imported here.
+        a journal, a step's runtime, a step run, the engine); ``key_copies``: how many
+        32-byte strings held by live objects are the key; ``running``: whether kitteh_magic's
+        dispatcher has a running step in this process; ``modules``: the kitteh_magic modules
+        imported here.
     """
-    # What holds a store, a key or a step: the store's classes (Store, Signer, ...), the journal,
-    # the step's runtime, a step run and the engine.
     holding = {"Journal", "StepActivities", "StepRun", "Engine", "Signer", "Store"}
     holders: set[str] = set()
     key_copies = 0

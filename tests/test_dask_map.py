@@ -15,7 +15,10 @@ cannot be saved, so its step never replays (the xfail test at the end).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
 import textwrap
 import time
 from collections import Counter
@@ -378,6 +381,30 @@ def test_an_item_on_an_in_process_worker_is_one_activity(dkernel: Kernel) -> Non
     assert "UnjournaledWarning" not in result.stderr, result.stderr
     log = dkernel.ok("%durable log inproc").stdout
     assert "4 activities" in log and "time.time" not in log, log
+
+
+NO_DASK = textwrap.dedent("""\
+    import sys
+    class NoDask:
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] in ("dask", "distributed"):
+                raise ModuleNotFoundError(f"No module named {name!r}")
+    sys.meta_path.insert(0, NoDask())
+    from concurrent.futures import ThreadPoolExecutor
+    import kitteh_magic as km
+    with ThreadPoolExecutor(2) as pool:
+        print(km.map(abs, [-1, -2]), km.map(abs, [-3], client=pool))
+    print(sorted(m for m in sys.modules if m.partition(".")[0] in ("dask", "distributed")))
+    """)
+
+
+def test_kitteh_magic_imports_and_maps_without_dask(tmp_path: Path) -> None:
+    """Dask is an extra: without it, km.map runs on threads and executors as before."""
+    run = subprocess.run([sys.executable, "-c", NO_DASK], capture_output=True, text=True,
+                         env={**os.environ, "KITTEH_MAGIC_KEY_FILE": str(tmp_path / "key"),
+                              "KITTEH_MAGIC_DIR": str(tmp_path / "store")}, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["[1, 2] [3]", "[]"], run.stdout
 
 
 # -- a known gap ---------------------------------------------------------------------------------
