@@ -29,12 +29,13 @@ from benchmarks import (
     peers,
     restoring,
     saving,
+    team,
 )
 from benchmarks.common import ROOT, WORK, Row, Settings, install_env
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 GROUPS = ("cells", "save", "restore", "fingerprint", "observe", "notebook", "peers",
-          "activities", "map", "dask")
+          "activities", "map", "dask", "team")
 
 
 def table(rows: list[Row]) -> str:
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     group("activities", lambda: activities.run(settings, notes))
     group("map", lambda: mapping.run(settings, notes))
     group("dask", lambda: dask_map.run(settings, notes))
+    group("team", lambda: team.run(settings, notes))
     seconds = time.perf_counter() - clock
     print(table(rows))
     print(f"\nbenchmark run time: {seconds:.0f} s ({machine_line})")
