@@ -7,9 +7,9 @@ server's hit counts say which items ran, and how often. Spy plugins keep every t
 and the workers were given; the cluster's processes have a home, a config folder and a key file
 of their own, so a test can tell whether anything there made or saw the signing key.
 
-The durable cells make their own client (``with Client(ADDR) as client: ...`` then ``del
-client``): a client made in another cell is an input and, changed by the map, an output that
-cannot be saved, so its step never replays (the xfail test at the end).
+Most durable cells make their own client (``with Client(ADDR) as client: ...`` then ``del
+client``); the last test makes it in a plain cell, as notebooks usually do: a client is
+machinery, fingerprinted by its type and never an output, so that step replays too.
 """
 
 from __future__ import annotations
@@ -409,16 +409,16 @@ def test_kitteh_magic_imports_and_maps_without_dask(tmp_path: Path) -> None:
 
 # -- a known gap ---------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="a distributed.Client made in another cell is an input "
-                   "of the step (fingerprinted by walking it) and, changed by the map, an output "
-                   "that cannot be saved: the step runs again instead of replaying. Needs the "
-                   "client treated as machinery, like an Executor (steps/picklers.HANDLES, "
-                   "steps/outputs.is_closed_resource)")
 def test_a_client_made_in_another_cell_lets_the_step_replay(
-        dkernel: Kernel, server: CountingServer) -> None:
+        dkernel: Kernel, server: CountingServer, cluster: DaskCluster) -> None:
     dkernel.ok("client = Client(ADDR)")
     cell = "%%durable other\n" + ASK + "res = km.map(ask, ['o1', 'o2'], client=client)\nres\n"
     first: Result = dkernel.ok(cell)
+    assert "Warning" not in first.stderr, first.stderr  # no unsaveable output, no input walk
     again = dkernel.ok(cell)
     assert value(again) == value(first) == ["o1", "o2"]
     assert again.replayed and server.hits["/gate/o1"] == 1
+    restart(dkernel, server, cluster)  # a new client, made again in a plain cell
+    dkernel.ok("client = Client(ADDR)")
+    after = dkernel.ok(cell)
+    assert after.replayed and value(after) == ["o1", "o2"] and server.hits["/gate/o1"] == 1

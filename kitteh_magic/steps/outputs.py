@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DamagedRecordError, UnpicklableError
 from ..store import ValueRef
 from ..store.identity import Known
+from .picklers import cluster_handle
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -48,12 +49,13 @@ def is_closed_resource(value: object) -> bool:
     kernel's own event loop. None of them can be pickled and none holds anything a replay could
     give back, so they must not make a finished step unsaveable. Recognised: a shut-down
     executor or ``multiprocessing`` pool; a finished future, task, thread, coroutine or task
-    group; an event loop; any object with a ``close()`` or ``aclose()`` method whose ``closed``
-    or ``is_closed`` attribute is ``True`` (files, sockets' streams, HTTP responses,
-    ``httpx``/``aiohttp`` clients); and a non-empty list, tuple (named tuples too), set or
-    dict whose items (for a dict: keys or values) are all such, one level of nesting deep. An
-    object that merely has a ``closed`` field (a closed order) has no ``close()`` and stays an
-    output.
+    group; an event loop; a Dask client or cluster (``client = Client(address)`` in one cell,
+    ``km.map(..., client=client)`` in a step); any object with a ``close()`` or ``aclose()``
+    method whose ``closed`` or ``is_closed`` attribute is ``True`` (files, sockets' streams,
+    HTTP responses, ``httpx``/``aiohttp`` clients); and a non-empty list, tuple (named tuples
+    too), set or dict whose items (for a dict: keys or values) are all such, one level of
+    nesting deep. An object that merely has a ``closed`` field (a closed order) has no
+    ``close()`` and stays an output.
     """
     return bool(_dead_handles(value, depth=2))
 
@@ -92,8 +94,8 @@ def _dead(value: object) -> bool:
         return value.done()
     if isinstance(value, threading.Thread):
         return value.ident is not None and not value.is_alive()
-    if isinstance(value, asyncio.AbstractEventLoop):
-        return True
+    if isinstance(value, asyncio.AbstractEventLoop) or cluster_handle(type(value)):
+        return True  # the kernel's loop; a Dask client or cluster: connections, not data
     if isinstance(value, asyncio.TaskGroup):
         return bool(getattr(value, "_exiting", False)) and not getattr(value, "_tasks", None)
     if isinstance(value, types.CoroutineType):

@@ -169,11 +169,27 @@ _HANDLERS: dict[type, _Handler | None] = {}
 _HANDLERS_MAX: Final = 4096
 
 
+def cluster_handle(kind: type) -> bool:
+    """Whether ``kind`` is a Dask cluster's client or cluster object: a connection to
+    machinery, like an executor (checked without importing dask).
+
+    >>> cluster_handle(dict)
+    False
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is None or not kind.__module__.startswith("distributed"):
+        return False
+    machinery = tuple(t for t in (getattr(distributed, "Client", None),
+                                  getattr(getattr(distributed, "deploy", None), "Cluster", None))
+                      if isinstance(t, type))
+    return bool(machinery) and issubclass(kind, machinery)
+
+
 def _handler(kind: type) -> _Handler | None:
     handler: _Handler | None = None
     if kind is _LRU_WRAPPER:
         handler = _wrapper_id
-    elif issubclass(kind, HANDLES):
+    elif issubclass(kind, HANDLES) or cluster_handle(kind):
         handler = _handle_id
     elif issubclass(kind, _WEAK):
         handler = _weak_id
@@ -196,9 +212,9 @@ def _wrapper_id(pickler: HashingPickler, obj: Any) -> tuple[Any, ...]:
 
 
 def _handle_id(pickler: HashingPickler, obj: Any) -> tuple[Any, ...]:
-    # A thread, an executor or an event loop is machinery, not content: its type says all a
-    # fingerprint can. Walking it instead reaches whatever its threads hold (the shell's
-    # excepthook, the output streams), once per thread: seconds for a pool of 8.
+    # A thread, an executor, an event loop or a Dask client is machinery, not content: its
+    # type says all a fingerprint can. Walking it instead reaches whatever its threads hold
+    # (the shell's excepthook, the output streams), once per thread: seconds for a pool of 8.
     return ("kitteh:handle", type_name(obj))
 
 
