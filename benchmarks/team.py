@@ -117,9 +117,10 @@ def _restore(url: str, work: Path, size: int, reps: int) -> dict[str, Any]:
     import numpy as np
     import psycopg
 
+    from kitteh_magic import locate
     from kitteh_magic.store import Store, open_store
 
-    key = work / "key"
+    key = locate.key_file()  # the run's throw-away key (bench_env), as the replay task's
     array = np.random.default_rng(0).random(size // 8)
     embedded = Store(work / "embedded", key_file=key)
     start = time.perf_counter()

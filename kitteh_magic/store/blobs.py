@@ -33,7 +33,7 @@ from typing import Literal
 from kitteh_magic import writewatch
 from kitteh_magic.store.signing import Bytes
 
-Durability = Literal["process", "machine"]
+Durability = Literal["process", "machine", "copy"]
 
 # Below this, reading into a bytearray beats mapping: it costs no file descriptor per live value
 # (mmap keeps a dup'ed descriptor until Python 3.13's trackfd=False) and no page-fault overhead.
@@ -66,7 +66,9 @@ class BlobFiles:
             tmp: where blobs are written before the rename.
             durability: ``"process"`` fsyncs in a background thread after the rename (a killed
                 kernel loses nothing, a power cut may lose the last blobs); ``"machine"`` fsyncs
-                the file before and the directory after the rename.
+                the file before and the directory after the rename; ``"copy"`` never fsyncs:
+                the files are copies of values kept elsewhere (a shared store's cache), and a
+                copy a power cut tore fails its checksum and is fetched again.
         """
         self.root = root
         self.tmp = tmp
@@ -116,6 +118,8 @@ class BlobFiles:
         if self.durability == "machine":
             os.close(fd)
             _fsync_dir(final.parent)
+        elif self.durability == "copy":
+            os.close(fd)
         else:
             self._submit(fd)
         return size

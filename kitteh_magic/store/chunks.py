@@ -26,7 +26,7 @@ from pathlib import Path
 import xxhash
 
 from kitteh_magic.errors import DamagedRecordError, StoreError
-from kitteh_magic.store.blobs import BlobFiles, Durability
+from kitteh_magic.store.blobs import BlobFiles
 from kitteh_magic.store.index import explain, private_dir
 from kitteh_magic.store.postgres import CHUNKS_LOCK, SCHEMA, PostgresIndex
 from kitteh_magic.store.signing import Bytes
@@ -39,13 +39,16 @@ small enough that a chunk is cheap to hold twice (psycopg's buffer and the file 
 class CachedBlobs:
     """The ``Blobs`` of :class:`~kitteh_magic.store.postgres.PostgresStore`."""
 
-    def __init__(self, index: PostgresIndex, directory: Path, durability: Durability) -> None:
+    def __init__(self, index: PostgresIndex, directory: Path) -> None:
         """Chunks through ``index``'s connections; this machine's copies under ``directory``
-        (``blobs/`` and ``tmp/``, created 0700)."""
+        (``blobs/`` and ``tmp/``, created 0700). A value is durable once the server committed
+        it; the copies are never fsynced."""
         self.index = index
         for path in (directory / "blobs", directory / "tmp"):
             private_dir(path)
-        self.local = BlobFiles(directory / "blobs", directory / "tmp", durability)
+        # Copies: the server holds the values, so the cache never waits for the disk (a
+        # background fsync of each fetched value competed with the next one's download).
+        self.local = BlobFiles(directory / "blobs", directory / "tmp", "copy")
 
     def exists(self, digest: str) -> bool:
         """Whether the server holds the blob (the server is the truth; the cache a copy)."""

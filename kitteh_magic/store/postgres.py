@@ -38,7 +38,6 @@ import xxhash
 
 from kitteh_magic import locate
 from kitteh_magic.errors import StoreError
-from kitteh_magic.store.blobs import Durability
 from kitteh_magic.store.frames import SignedDoc
 from kitteh_magic.store.index import MISSING, Row, encode_row, end, private_dir
 from kitteh_magic.store.signing import Signer
@@ -490,7 +489,7 @@ class PostgresStore(Store):
 
     def __init__(self, url: locate.StoreURL, *, key_file: Path | None = None,
                  cache: Path | None = None, inline_limit: int = 64 * 1024,
-                 verify_limit: int = 256 * 2**20, durability: Durability = "process") -> None:
+                 verify_limit: int = 256 * 2**20) -> None:
         """Open the store at ``url``, creating its schema in an empty database.
 
         Args:
@@ -499,7 +498,8 @@ class PostgresStore(Store):
             key_file: the team's signing key (default :func:`kitteh_magic.locate.key_file`).
             cache: this machine's cache folder (default :func:`kitteh_magic.locate.cache_dir`);
                 the store's values are under ``<cache>/<store id>/``.
-            inline_limit, verify_limit, durability: as for the embedded store.
+            inline_limit, verify_limit: as for the embedded store. (A value is durable once
+                the server committed it: there is no ``durability`` to choose.)
 
         Raises:
             StoreError: psycopg is not installed, the server cannot be reached, or the cache
@@ -527,7 +527,7 @@ class PostgresStore(Store):
             raise StoreError(f"cannot use the cache folder {str(self.directory)!r} of the store "
                              f"{self.location}: {exc}. Choose one with ${locate.CACHE_ENV}.") \
                 from exc
-        self._blobs = CachedBlobs(index, self.directory, durability)
+        self._blobs = CachedBlobs(index, self.directory)
         self._started()
 
     @property
