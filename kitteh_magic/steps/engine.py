@@ -174,7 +174,8 @@ class Engine:
     def choose_store(self, location: locate.Location) -> None:
         """Use the store at ``location`` from now on (``%durable store URL``); the binding and
         the environment no longer move it. The session keeps its name."""
-        self.close()
+        if location != self.store_dir or self.store_error is not None:
+            self.close()  # the same store stays open: its connections and what it has read
         self.store_dir, self._store_given, self.store_error = location, True, None
 
     @property
