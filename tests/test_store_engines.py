@@ -398,3 +398,19 @@ def test_collect_prunes_this_machines_cache(pg_url: str, tmp_path: Path) -> None
     assert not a.has_value(dropped) and a.has_value(kept)
     a.close()
     b.close()
+
+
+def test_a_damaged_cached_copy_is_never_uploaded(pg_url: str, tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    store = open_store(pg_url, key_file=key, cache=tmp_path / "a")
+    array = np.arange(BIG // 8, dtype=np.int64)
+    ref = store.put_value(array)
+    cached = store.directory / "blobs" / ref["digest"][:2] / ref["digest"]
+    store.collect(set())  # the server forgets the value; this machine's copy goes too
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(b"\0" * 4096)  # a damaged copy left behind (a disk error, a tamperer)
+    assert store.put_value(array) == ref  # saved again: from the value, not from the copy
+    other = open_store(pg_url, key_file=key, cache=tmp_path / "b")
+    assert np.array_equal(other.get_value(ref), array)
+    store.close()
+    other.close()

@@ -60,14 +60,16 @@ class CachedBlobs:
         return None if row is None else int(row[0])
 
     def write(self, digest: str, parts: Iterable[Bytes]) -> int:
-        """Write the frame into the cache (unless it is there), then upload what the server
-        lacks; returns its size.
+        """Write the frame into the cache, then upload what the server lacks; returns its
+        size. (Called when the server has no such blob: a copy this machine has is written
+        again from ``parts``, the value itself, so a damaged copy is never uploaded.)
 
         Raises:
             OSError: the cache cannot be written. ``psycopg.Error``: the upload failed.
         """
-        if self.local.size(digest) is None:
-            self.local.write(digest, parts)
+        if self.local.size(digest) is not None:
+            self.local.remove(digest)
+        self.local.write(digest, parts)
         data = self.local.read(digest)
         size = data.nbytes
         names = [xxhash.xxh3_128_hexdigest(data[at:at + CHUNK_BYTES])
