@@ -180,6 +180,22 @@ def _cached_property(func: Any, attrname: str | None, doc: str | None) -> Any:
     return prop
 
 
+_SINGLEDISPATCH: types.CodeType = functools.singledispatch(lambda value: value).__code__  # type: ignore[attr-defined]
+"""The code of every ``functools.singledispatch`` wrapper (one inner function for all)."""
+_SINGLEDISPATCH_ATTRIBUTES = frozenset(functools.singledispatch(lambda value: value).__dict__)
+"""What ``singledispatch`` and ``update_wrapper`` put on a wrapper; the rest is the user's."""
+
+
+def _singledispatch(func: Callable[..., Any], registry: list[tuple[type, Callable[..., Any]]],
+                    attributes: dict[str, Any]) -> Any:
+    """A ``functools.singledispatch`` function rebuilt from its function and registry."""
+    dispatcher: Any = functools.singledispatch(func)
+    for cls, impl in registry:
+        dispatcher.register(cls, impl)
+    dispatcher.__dict__.update(attributes)
+    return dispatcher
+
+
 def _cell_content(cell: types.CellType) -> Any:
     try:
         return cell.cell_contents
@@ -207,6 +223,14 @@ class NotebookPickler(cloudpickle.Pickler):  # type: ignore[misc]
             # (a recursive inner function) finds it in the memo.
             return (_skeleton, (obj.__code__, obj.__name__, len(closure)), state, None, None,
                     _fill)
+        if isinstance(obj, types.FunctionType) and obj.__code__ is _SINGLEDISPATCH:
+            # Its closure holds a WeakKeyDictionary (the dispatch cache), which cannot be
+            # pickled: rebuilt from the function it wraps and its registry instead.
+            registry = [(cls, impl) for cls, impl in obj.registry.items()  # type: ignore[attr-defined]
+                        if cls is not object]
+            own = {k: v for k, v in obj.__dict__.items()
+                   if k not in _SINGLEDISPATCH_ATTRIBUTES}
+            return (_singledispatch, (obj.__wrapped__, registry, own))  # type: ignore[attr-defined]
         if issubclass(type(obj), type) and getattr(obj, "__module__", None) == "__main__":
             return self._class_reduce(obj)
         if isinstance(obj, BaseException) and _default_reduce(type(obj)):
