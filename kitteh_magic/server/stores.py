@@ -43,6 +43,9 @@ def _opened(found: NotebookStore, real: locate.Location) -> Iterator[Store]:
         try:
             with _shared_lock:
                 store = _shared.get(real.url)
+                if store is not None and store.gone:  # its server restarted or was emptied
+                    _shared.pop(real.url).close()
+                    store = None
                 if store is None:
                     store = _shared[real.url] = open_store(real)
         except Exception as exc:
