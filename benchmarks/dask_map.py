@@ -2,7 +2,8 @@
 
 A local cluster of real processes, as a user runs one: ``dask scheduler`` and two ``dask
 worker`` processes of two threads each from the venv's ``bin/``, on 127.0.0.1, started for the
-group and stopped by pid. A fresh process with IPython's in-process shell and a store of its own
+group and stopped by pid (the test suite's ``tests/daskcluster.py``). A fresh process with
+IPython's in-process shell and a store of its own
 (``python -m benchmarks.dask_map dask_map ARGS``) is the kernel: its client is made in a plain
 cell, and the cells reach it through a module (``cluster.CLIENT``), so no cell reads a client
 from the namespace (a step's input is fingerprinted; a client's cost there is per cell, not per
@@ -23,17 +24,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Row, Settings, bench_env, fmt_time, fresh_dir, median, script
+from benchmarks.common import ROOT, Row, Settings, fmt_time, fresh_dir, median, script
 
-HOST = "127.0.0.1"
 CLIENT: Any = None
 """The kernel's client (worker side), read by the cells as ``cluster.CLIENT``."""
 
@@ -50,52 +45,6 @@ KM_MAP = "{magic}res = km.map(f, range({n}), concurrency={c}, client=cluster.CLI
 DURABLE = "%%durable dask_map --force\n"
 
 
-class _Cluster:
-    """A scheduler and workers started from the venv's ``bin/dask``, stopped by pid."""
-
-    def __init__(self, folder: Path, workers: int = 2, nthreads: int = 2) -> None:
-        self.folder = folder
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.workers, self.nthreads = workers, nthreads
-
-    def start(self, timeout: float = 90) -> str:
-        dask = str(Path(sys.executable).parent / "dask")
-        scheduler_file = self.folder / "scheduler.json"
-        self._spawn("scheduler", [dask, "scheduler", "--host", HOST, "--port", "0",
-                                  "--no-dashboard", "--scheduler-file", str(scheduler_file)])
-        deadline = time.monotonic() + timeout
-        while not scheduler_file.exists() or not scheduler_file.read_text().strip():
-            if time.monotonic() > deadline or self.processes[0].poll() is not None:
-                raise RuntimeError(f"the Dask scheduler did not start: {self._log('scheduler')}")
-            time.sleep(0.05)
-        address: str = json.loads(scheduler_file.read_text())["address"]
-        for n in range(self.workers):
-            self._spawn(f"worker-{n}", [
-                dask, "worker", address, "--host", HOST, "--nthreads", str(self.nthreads),
-                "--no-nanny", "--no-dashboard", "--death-timeout", "60s",
-                "--local-directory", str(self.folder / f"worker-{n}")])
-        return address
-
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        with open(self.folder / f"{name}.log", "wb") as log:
-            self.processes.append(subprocess.Popen(argv, env=bench_env(), stdout=log,
-                                                   stderr=subprocess.STDOUT, cwd=self.folder))
-
-    def _log(self, name: str) -> str:
-        return (self.folder / f"{name}.log").read_text(errors="replace")[-2000:]
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGTERM)
-        for process in reversed(self.processes):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-
-
 def _us(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} µs"
 
@@ -106,7 +55,10 @@ def run(settings: Settings, notes: list[str]) -> list[Row]:
         return [Row("8h", "km.map on Dask, per item", "not run: distributed is not installed "
                     "(pip install -e '.[dask]')", "-", None, "", "(none)", None)]
     reps = 3 if settings.quick else 5
-    cluster = _Cluster(fresh_dir("dask-cluster"))
+    sys.path.insert(0, str(ROOT / "tests"))
+    from daskcluster import DaskCluster  # the test suite's real scheduler and workers
+
+    cluster = DaskCluster()
     try:
         address = cluster.start()
         r = script(["-m", "benchmarks.dask_map", "dask_map", json.dumps(

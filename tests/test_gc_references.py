@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from http_server import CountingServer, counting_server
 from kernel import Kernel
+from test_store_heals import calls
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,26 +28,14 @@ def server() -> Iterator[CountingServer]:
         yield running
 
 
-def job(url: str) -> str:
-    return textwrap.dedent(f"""\
-        %%durable job
-        import json, urllib.request
-        got = []
-        for i in range(3):
-            with urllib.request.urlopen(f"{url}/item/{{i}}") as response:
-                got.append(json.loads(response.read())["item"])
-        total = sum(got)
-        total
-        """)
-
-
 def test_a_record_written_after_gc_trimmed_the_store_replays_elsewhere(
         start_kernel: Callable[..., Kernel], server: CountingServer, kernel_env: dict[str, str],
         tmp_path: Path) -> None:
-    cells = {job(server.url): "3",
+    cells = {calls("job"): "3",
              "%%durable big\nlarge = bytes(range(256)) * 2_000\nlen(large)": "512000",
              "%%durable other\nother = b'o' * 400_000\nlen(other)": "400000"}
     a = start_kernel()
+    a.ok(f"BASE = {server.url!r}")
     for cell, value in cells.items():
         assert a.ok(cell).text == value
     trimmed = subprocess.run([sys.executable, "-m", "kitteh_magic.cli", "gc", "--max-size",
@@ -59,6 +47,7 @@ def test_a_record_written_after_gc_trimmed_the_store_replays_elsewhere(
         assert result.text == value and result.mark["state"] == "executed"
     assert [server.hits[f"/item/{i}"] for i in range(3)] == [1, 1, 1]  # from the journal
     b = start_kernel()
+    b.ok(f"BASE = {server.url!r}")
     for cell, value in cells.items():
         result = b.run(cell)
         assert result.error is None and result.text == value

@@ -30,6 +30,7 @@ from http_server import CountingServer, counting_server
 from kernel import Kernel, Result, runs
 from test_cli import write_notebook
 from test_lease import effects, job, pause_at, wait_for, waiting_texts
+from test_store_heals import calls
 
 from kitteh_magic import errors
 from kitteh_magic.steps.lease import HOST, LeaseDoc, lease_key
@@ -155,20 +156,6 @@ def on(start_kernel: Callable[..., Kernel], server: CountingServer,
 def reload(kernel: Kernel, server: CountingServer) -> None:
     """After a restart: the extension and ``BASE`` again."""
     kernel.ok(f"%load_ext kitteh_magic\nBASE = {server.url!r}")
-
-
-def calls(name: str, n: int = 3, tail: str = "") -> str:
-    """A step making ``n`` journaled HTTP calls to ``/item/<i>``; its value is their sum."""
-    return textwrap.dedent(f"""\
-        %%durable {name}
-        import json, urllib.request
-        got = []
-        for i in range({n}):
-            with urllib.request.urlopen(f"{{BASE}}/item/{{i}}") as response:
-                got.append(json.loads(response.read())["item"])
-        total = sum(got){tail}
-        total
-        """)
 
 
 def hits(server: CountingServer, n: int = 3) -> list[int]:

@@ -106,7 +106,7 @@ class CachedBlobs:
         try:
             return self.local.read(digest)
         except FileNotFoundError:
-            pass
+            pass  # not cached on this machine yet: fetched from the server below
         except OSError:  # a folder in its place, a permission: this machine's copy only
             self._mend(digest)
         row = self.index._one(f"SELECT size, chunks FROM {SCHEMA}.blobs WHERE digest = %s",
