@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -81,6 +82,7 @@ FRAMES_KEPT = 32 * 2**20
 a replay then asks the server for the step's pointer and record only."""
 
 
+@functools.cache
 def _modules() -> tuple[Any, Any]:
     try:
         import psycopg
@@ -309,8 +311,13 @@ class PostgresIndex:
         """
         mine = signer.mac(b"km1/key-check").hex()[:32]
         try:
-            row = self._one(f"INSERT INTO {SCHEMA}.meta VALUES ('key_check', %s) ON CONFLICT"
-                            " (name) DO UPDATE SET value = meta.value RETURNING value", (mine,))
+            # One round trip, and a write only when the store has no check value yet.
+            row = self._one(f"WITH made AS (INSERT INTO {SCHEMA}.meta VALUES ('key_check', %s)"
+                            " ON CONFLICT (name) DO NOTHING RETURNING value) SELECT value FROM"
+                            f" made UNION ALL SELECT value FROM {SCHEMA}.meta WHERE name ="
+                            " 'key_check' LIMIT 1", (mine,))
+            if row is None:  # another machine wrote it after this statement's snapshot
+                row = self._one(f"SELECT value FROM {SCHEMA}.meta WHERE name = 'key_check'")
         except Exception as exc:
             error = self.failure(exc, "open the store")
             if error is None:
